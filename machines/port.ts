@@ -1,0 +1,203 @@
+/**
+ * The node port: everything the recovery machine may ask of a node, as one typed interface.
+ *
+ * The machine never talks to a node any other way. Two implementations exist:
+ * - adapters/carbonio: shell commands over SSH plus parsers of their output (real clusters and the lab);
+ * - test/sim/fake-cluster: an in-memory mesh with the same semantics (unit tests of the machine).
+ *
+ * Every operation that changes a node has a read-only probe next to it (named `probe…` or documented as the
+ * probe), so an interrupted step is observed, never blindly repeated.
+ *
+ * Transport outcomes are errors from machines/errors.ts:
+ * - NodeUnreachableError: the command never started;
+ * - OutcomeUnknownError: the connection dropped or timed out while the command ran (probe on resume);
+ * - CommandFailedError: the command ran and failed (message says what it printed, redacted);
+ * - NeedsOperatorError: output regen does not understand.
+ */
+import type { Secret } from '../adapters/secrets/secret.js';
+
+/** seed 000 (Carbonio: `carbonio prov`, wipe removes config.json, main.json, *.pem) or seed 002 (Zextras: `zmprov`, wipe removes *.pem). */
+export type Profile = 'current' | 'legacy';
+
+/** Mesh role of a node in Consul terms: a mesh server (raft voter) or an agent (client). */
+export type MeshKind = 'server' | 'agent';
+
+/** A node as the inventory describes it. `name` is the inventory key (usually the FQDN). */
+export interface InventoryNode {
+  name: string;
+  /** Address or alias to reach the node over SSH (resolved through ssh_config). */
+  sshHost: string;
+  sshPort?: number;
+  sshUser?: string;
+  identityFile?: string;
+  /** The node's mesh address (bind address for setup) if the inventory names it. */
+  address?: string;
+  /** Mesh role if the inventory names it; otherwise detected (server iff listed by `gas service-discover`). */
+  kind?: MeshKind;
+}
+
+export interface Inventory {
+  /** Cluster name, used for the lock and typed by the operator to confirm. */
+  cluster: string;
+  nodes: InventoryNode[];
+  /** Operator override of leader detection (inventory name). */
+  leader?: string;
+}
+
+/** What a read-only inspection of a node tells (preflight). */
+export interface NodeFacts {
+  node: string;
+  /** `hostname -s` and `hostname -f`. */
+  hostname: string;
+  fqdn: string;
+  /** Detected from what the node has (`carbonio` command present → current; only `zmprov` → legacy). */
+  profile: Profile | null;
+  /** Commands run as root (directly or through passwordless sudo). */
+  privileged: boolean;
+  /** IPv4 addresses of non-loopback interfaces, in interface order. */
+  addresses: string[];
+  /** What `hostname -i` answers, split on spaces (a hint only; Debian often answers 127.0.1.1). */
+  hostnameAddresses: string[];
+  /** Required tools that are missing (service-discover, consul, gpg, tar, systemctl, sudo|runuser). */
+  missingTools: string[];
+  /** `systemctl is-active service-discover` says active. */
+  serviceActive: boolean;
+  /** Files present in /etc/zextras/service-discover: main.json, config.json, cluster-credentials.tar.gpg. */
+  hasMainJson: boolean;
+  hasConfigJson: boolean;
+  /** sha256 (hex) of cluster-credentials.tar.gpg, null if absent. */
+  credentialsSha256: string | null;
+  /** `bind_addr` from config.json, null if absent or unreadable. */
+  configuredBindAddress: string | null;
+  /** `consul version` first line, e.g. "Consul v1.9.3"; null if it failed. */
+  consulVersion: string | null;
+}
+
+/** Result of reading the ACL reset index with `consul acl bootstrap`. */
+export type ResetIndexReading =
+  | { kind: 'index'; index: number }
+  /**
+   * The bootstrap succeeded: the cluster was never bootstrapped. The new management token was written, on the node
+   * only, to `savedTo` (root, 0600); it never left the node.
+   */
+  | { kind: 'bootstrapped'; savedTo: string };
+
+export interface BackupFile {
+  /** Absolute path of the original. */
+  path: string;
+  sha256: string;
+  size: number;
+  /** Octal mode string, e.g. "0600". */
+  mode: string;
+  owner: string;
+  group: string;
+}
+
+export interface BackupManifest {
+  /** Run-specific directory on the node, e.g. /var/backups/regen/<runId>. */
+  dir: string;
+  files: BackupFile[];
+}
+
+/** What is on a node after a setup (read-only probe of setupLeader / setupFollower). */
+export interface SetupProbe {
+  hasMainJson: boolean;
+  hasConfigJson: boolean;
+  configuredBindAddress: string | null;
+  credentialsSha256: string | null;
+  serviceActive: boolean;
+  /** Servers only: /var/lib/service-discover/password exists. */
+  hasPasswordFile: boolean;
+}
+
+export interface Member {
+  /** Consul node name, e.g. "server-mail-example-com". */
+  name: string;
+  /** "IP:8301" */
+  address: string;
+  status: 'alive' | 'leaving' | 'left' | 'failed' | 'unknown';
+  type: 'server' | 'client';
+}
+
+export interface TokenInfo {
+  accessorId: string;
+  description: string;
+  /** Policy names. */
+  policies: string[];
+  createIndex: number;
+  /** ISO time. */
+  createTime: string;
+}
+
+export interface NodePort {
+  // ---- read-only ----------------------------------------------------------------------------------------------
+  /** Preflight inspection of one node. Throws NodeUnreachableError if it cannot be reached. */
+  inspect(node: string): Promise<NodeFacts>;
+  /** FQDNs of the mesh servers, from `carbonio prov gas service-discover` (current) or `zmprov gas service-discover` (legacy), run as zextras. */
+  meshServers(node: string, profile: Profile): Promise<string[]>;
+  /** Leader from `GET 127.0.0.1:8500/v1/status/leader` on that node: the IP (port stripped), or null when there is none. */
+  leaderAddress(node: string): Promise<string | null>;
+  /** Members as seen with the bootstrap token taken from the node's own credentials file (decrypted on the node with the secret, sent on stdin). */
+  members(node: string, secret: Secret): Promise<Member[]>;
+  /** The mesh secret from /var/lib/service-discover/password (servers, after setup); null if absent. */
+  readMeshSecret(node: string): Promise<Secret | null>;
+  /** Does the secret decrypt the node's cluster-credentials.tar.gpg? (runs gpg on the node; secret on stdin) */
+  secretOpensCredentials(node: string, secret: Secret): Promise<boolean>;
+  /** Bytes of cluster-credentials.tar.gpg (it is encrypted; regen keeps only its sha256). Null if absent. */
+  readCredentials(node: string): Promise<{ bytes: Buffer; sha256: string } | null>;
+  /** Management tokens visible with the new bootstrap token (harden step). */
+  listTokens(node: string, secret: Secret): Promise<TokenInfo[]>;
+
+  // ---- reset index (reads, but see ResetIndexReading: an unbootstrapped cluster gets bootstrapped) ------------
+  readResetIndex(node: string): Promise<ResetIndexReading>;
+
+  // ---- changes, each with its probe ---------------------------------------------------------------------------
+  /** Copy the files the wipe removes into `/var/backups/regen/<runId>` keeping owner and mode. Idempotent. */
+  backup(node: string, runId: string): Promise<BackupManifest>;
+  /** Probe: the complete manifest if the backup of this run exists and every file's checksum matches, else null. */
+  probeBackup(node: string, runId: string): Promise<BackupManifest | null>;
+
+  /** Write the index to <data_dir>/acl-bootstrap-reset as user service-discover. */
+  writeResetFile(node: string, index: number): Promise<void>;
+  /** Probe: the index in the reset file, or null if there is none. */
+  probeResetFile(node: string): Promise<number | null>;
+
+  /** `systemctl stop service-discover` (probe: inspect().serviceActive / serviceActive()). */
+  stopService(node: string): Promise<void>;
+  startService(node: string): Promise<void>;
+  serviceActive(node: string): Promise<boolean>;
+
+  /** Remove what the profile's wipe removes: current → config.json, main.json, *.pem; legacy → *.pem. */
+  wipe(node: string, profile: Profile): Promise<void>;
+  /** Probe: true when nothing the wipe removes is left. */
+  probeWipe(node: string, profile: Profile): Promise<boolean>;
+
+  /** `service-discover setup BIND --first-instance`, secret kept off the command line where possible. */
+  setupLeader(node: string, bindAddress: string, secret: Secret): Promise<void>;
+  /** `service-discover setup BIND` (join), secret kept off the command line where possible. */
+  setupFollower(node: string, bindAddress: string, secret: Secret): Promise<void>;
+  /** Probe of either setup. */
+  probeSetup(node: string): Promise<SetupProbe>;
+
+  /** Write cluster-credentials.tar.gpg (root, 0600) and check the sha256 on the node afterwards. */
+  writeCredentials(node: string, bytes: Buffer, sha256: string): Promise<void>;
+  /** Probe: sha256 of the node's credentials file, null if absent. */
+  credentialsSha256(node: string): Promise<string | null>;
+
+  /** Delete one ACL token (harden step); probe: listTokens no longer has it. */
+  deleteToken(node: string, secret: Secret, accessorId: string): Promise<void>;
+
+  /** Release connections. */
+  close(): Promise<void>;
+}
+
+/** The files the wipe removes, per profile (also what the backup keeps). */
+export const SD_CONFIG_DIR = '/etc/zextras/service-discover';
+export const SD_HOME = '/var/lib/service-discover';
+export const SD_DATA_DIR = '/var/lib/service-discover/data';
+export const RESET_FILE = `${SD_DATA_DIR}/acl-bootstrap-reset`;
+export const CREDENTIALS_FILE = `${SD_CONFIG_DIR}/cluster-credentials.tar.gpg`;
+export const MAIN_JSON = `${SD_CONFIG_DIR}/main.json`;
+export const CONFIG_JSON = `${SD_CONFIG_DIR}/config.json`;
+export const PASSWORD_FILE = `${SD_HOME}/password`;
+export const BACKUP_ROOT = '/var/backups/regen';
