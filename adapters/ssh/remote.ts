@@ -23,6 +23,8 @@ export interface ExecOptions {
   signal?: AbortSignal;
   /** Run as root: prefix `sudo -n` when the login user is not root (default true). */
   root?: boolean;
+  /** stdout carries a secret (e.g. the password file): the audit gets no stdout for this command. */
+  secretOutput?: boolean;
 }
 
 export interface Remote {
