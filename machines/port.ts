@@ -42,6 +42,8 @@ export interface Inventory {
   nodes: InventoryNode[];
   /** Operator override of leader detection (inventory name). */
   leader?: string;
+  /** The directory server named by the inventory (a hint: the leader is often, not always, this node). */
+  directoryServer?: string;
 }
 
 /** What a read-only inspection of a node tells (preflight). */
@@ -174,8 +176,8 @@ export interface NodePort {
 
   /** `service-discover setup BIND --first-instance`, secret kept off the command line where possible. */
   setupLeader(node: string, bindAddress: string, secret: Secret): Promise<void>;
-  /** `service-discover setup BIND` (join), secret kept off the command line where possible. */
-  setupFollower(node: string, bindAddress: string, secret: Secret): Promise<void>;
+  /** `service-discover setup BIND` (join) for a mesh server or an agent, secret kept off the command line where possible. */
+  setupFollower(node: string, bindAddress: string, secret: Secret, kind: MeshKind): Promise<void>;
   /** Probe of either setup. */
   probeSetup(node: string): Promise<SetupProbe>;
 
