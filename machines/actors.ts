@@ -1,0 +1,182 @@
+/**
+ * The implementations of the machine's named actors, built from the run's dependencies (node port, journal,
+ * the secret held in memory). The runner provides them with recoveryMachine.provide({ actors: makeActors(deps) }).
+ */
+import { fromPromise } from 'xstate';
+import { RegenError, toErrorRecord } from './errors.js';
+import type { NodeFacts } from './port.js';
+import { chooseLeader, planNodes, type PlannedNode } from './plan.js';
+import { actorTypes } from './recovery.js';
+import * as steps from './steps.js';
+
+export interface ActorHooks {
+  /** A follower chain settled (for progress views). */
+  onFollower?: (e: { node: string; outcome: 'done' | 'failed'; error?: string }) => void;
+}
+
+/** Run `fn` over `items` with at most `limit` at once; every item runs even if some fail. */
+export async function pool<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<PromiseSettledResult<R>[]> {
+  const results: PromiseSettledResult<R>[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    for (;;) {
+      const i = next++;
+      if (i >= items.length) return;
+      try {
+        results[i] = { status: 'fulfilled', value: await fn(items[i] as T) };
+      } catch (reason) {
+        results[i] = { status: 'rejected', reason };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  return results;
+}
+
+const INSPECT_PARALLEL = 16;
+
+/**
+ * One follower's chain; a failed join is retried as a unit (copy, stop, wipe, setup) up to maxRounds. A resume
+ * continues the journal's latest round, or starts a new one if that round's setup failed (it left main.json behind).
+ */
+async function followerChain(d: steps.StepDeps, leader: PlannedNode, node: PlannedNode, sha256: string, maxRounds: number): Promise<void> {
+  const startRound = followerStartRound(d, node.name);
+  for (let round = startRound; ; round++) {
+    try {
+      await steps.copyCredentials(d, leader, node, sha256, round);
+      await steps.stopService(d, node, 'follower.stop', round);
+      await steps.wipeNode(d, node, 'follower.wipe', round);
+      await steps.setupFollower(d, leader, node, round);
+      await steps.verifyMember(d, leader, node, 'follower.verify', round);
+      return;
+    } catch (err) {
+      const retryable = err instanceof RegenError && err.kind === 'step-failed';
+      if (!retryable || round >= Math.max(maxRounds, startRound)) throw err;
+    }
+  }
+}
+
+function followerStartRound(d: steps.StepDeps, node: string): number {
+  const rows = d.store.journal(d.runId, { node }).filter((r) => r.step.startsWith('follower.'));
+  const round = rows.reduce((m, r) => Math.max(m, r.attempt), 1);
+  const setupRows = rows.filter((r) => r.attempt === round && r.step === 'follower.setup');
+  const lastSetup = setupRows.reduce<(typeof rows)[number] | undefined>((a, r) => (a === undefined || r.id > a.id ? r : a), undefined);
+  return lastSetup?.outcome === 'failed' ? round + 1 : round;
+}
+
+export function makeActors(d: steps.StepDeps, hooks: ActorHooks = {}): typeof actorTypes {
+  return {
+    preflight: fromPromise(async ({ input }) => {
+      const settled = await pool(input.inventory.nodes, INSPECT_PARALLEL, (n) => d.port.inspect(n.name));
+      const failures = settled.flatMap((r, i) => (r.status === 'rejected' ? [`${input.inventory.nodes[i]?.name}: ${toErrorRecord(r.reason).message}`] : []));
+      if (failures.length) {
+        throw new RegenError('preflight', `preflight could not inspect ${failures.length} node(s); nothing was changed:\n  - ${failures.join('\n  - ')}`, {
+          hint: 'make every node reachable over SSH (regen plan shows the same checks), then run regen start again',
+        });
+      }
+      const facts = settled.map((r) => (r as PromiseFulfilledResult<NodeFacts>).value);
+      return planNodes(input.inventory, facts);
+    }),
+
+    leaderCheck: fromPromise(async ({ input }) => {
+      const nodes = input.nodes;
+      let meshServers: string[] | null = null;
+      const errors: string[] = [];
+      for (const n of nodes) {
+        try {
+          meshServers = await d.port.meshServers(n.name, n.profile);
+          break;
+        } catch (err) {
+          errors.push(`${n.name}: ${toErrorRecord(err).message}`);
+        }
+      }
+      if (meshServers === null) {
+        throw new RegenError('preflight', `no node could list the mesh servers:\n  - ${errors.join('\n  - ')}`, { hint: 'check that the directory (LDAP) is up' });
+      }
+      const lower = new Set(meshServers.map((s) => s.toLowerCase()));
+      const servers = nodes.filter((n) => lower.has(n.fqdn.toLowerCase()) || lower.has(n.name.toLowerCase()));
+      let leaderAddress: string | null = null;
+      for (const n of servers.length ? servers : nodes) {
+        leaderAddress = await d.port.leaderAddress(n.name).catch(() => null);
+        if (leaderAddress !== null) break;
+      }
+      return chooseLeader({
+        nodes,
+        meshServers,
+        leaderAddress,
+        ...(input.override === undefined ? {} : { override: input.override }),
+        ...(input.inventory.directoryServer === undefined ? {} : { directoryServer: input.inventory.directoryServer }),
+      });
+    }),
+
+    backup: fromPromise(async ({ input }) => {
+      const settled = await pool(input.nodes, INSPECT_PARALLEL, (n) => steps.backupNode(d, n));
+      const failed = settled.flatMap((r, i) => (r.status === 'rejected' ? [{ node: input.nodes[i]?.name ?? '?', err: r.reason as unknown }] : []));
+      if (failed.length === 1 && failed[0]) throw failed[0].err;
+      if (failed.length) {
+        throw new RegenError('step-failed', `backup failed on ${failed.length} node(s); nothing was removed anywhere:\n  - ${failed.map((f) => `${f.node}: ${toErrorRecord(f.err).message}`).join('\n  - ')}`, {
+          hint: 'free space or fix the nodes, then regen resume',
+        });
+      }
+      return null;
+    }),
+
+    readResetIndex: fromPromise(({ input }) => steps.readResetIndex(d, input.leader, input.round)),
+    writeResetFile: fromPromise(async ({ input }) => {
+      await steps.writeResetFile(d, input.leader, input.index, input.round);
+      return null;
+    }),
+    stopLeader: fromPromise(async ({ input }) => {
+      await steps.stopService(d, input.leader, 'leader.stop', input.round);
+      return null;
+    }),
+    wipeLeader: fromPromise(async ({ input }) => {
+      await steps.wipeNode(d, input.leader, 'leader.wipe', input.round);
+      return null;
+    }),
+    setupLeader: fromPromise(({ input }) => steps.setupLeader(d, input.leader, input.round)),
+    verifyLeader: fromPromise(async ({ input }) => {
+      await steps.verifyMember(d, input.leader, input.leader, 'leader.verify', input.round);
+      return null;
+    }),
+
+    setUpFollowers: fromPromise(async ({ input }) => {
+      // A wrong secret must stop the run before any follower is touched.
+      if (!(await d.port.secretOpensCredentials(input.leader.name, await d.secret()))) {
+        throw new RegenError('step-failed', `the mesh secret does not decrypt the leader's new credentials on ${input.leader.name}; no follower was changed`, {
+          node: input.leader.name,
+          hint: 'resume with the secret used for the leader\'s setup (--password-file FILE or REGEN_MESH_PASSWORD), or without one to read it from the leader',
+        });
+      }
+      // Mesh servers first: they restore the quorum; agents after.
+      const ordered = [...input.followers].sort((a, b) => (a.kind === b.kind ? 0 : a.kind === 'server' ? -1 : 1));
+      const settled = await pool(ordered, input.parallel, async (n) => {
+        try {
+          await followerChain(d, input.leader, n, input.credentialsSha256, input.maxRounds);
+          hooks.onFollower?.({ node: n.name, outcome: 'done' });
+        } catch (err) {
+          hooks.onFollower?.({ node: n.name, outcome: 'failed', error: toErrorRecord(err).message });
+          throw err;
+        }
+        return n.name;
+      });
+      const failed = settled.flatMap((r, i) => (r.status === 'rejected' ? [{ node: ordered[i]?.name ?? '?', err: r.reason as unknown }] : []));
+      if (failed.length === 1 && failed[0]) throw failed[0].err;
+      if (failed.length) {
+        const needsOperator = failed.some((f) => toErrorRecord(f.err).kind === 'needs-operator');
+        throw new RegenError(
+          needsOperator ? 'needs-operator' : 'step-failed',
+          `${failed.length} follower(s) did not finish:\n  - ${failed.map((f) => `${f.node}: ${toErrorRecord(f.err).message}`).join('\n  - ')}`,
+          { hint: 'regen status shows each node; fix what is named, then regen resume' },
+        );
+      }
+      return { done: settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : [])) };
+    }),
+
+    finalVerify: fromPromise(async ({ input }) => {
+      await steps.finalVerify(d, input.leader, input.nodes, input.credentialsSha256);
+      return null;
+    }),
+    revokeOldTokens: fromPromise(({ input }) => steps.revokeOldTokens(d, input.leader)),
+  };
+}

@@ -1,0 +1,357 @@
+/**
+ * The recovery statechart: the seeds' runbook as data. Read top to bottom it is the procedure:
+ *
+ *   preflight → leaderCheck → confirming → backup
+ *     → leader: resetIndex → resetFile → stop → wipe → setup → verify     (wipe + regenerate retry as one unit)
+ *     → followers (each: copy credentials → stop → wipe → setup → verify, N at a time)
+ *     → finalVerify → [harden] → done
+ *   any step → failed (resumable: RETRY re-enters the step) | needsOperator (a human settles it, then RETRY)
+ *
+ * Every side effect is a named actor; machines/actors.ts provides the implementations and tests swap them with
+ * machine.provide(). Context is plain JSON and never holds a secret.
+ */
+import { createHash } from 'node:crypto';
+import { assign, fromPromise, setup } from 'xstate';
+import type { ErrorRecord } from './errors.js';
+import type { Inventory } from './port.js';
+import type { LeaderChoice, PlannedNode, Warning } from './plan.js';
+import { STEP_NAMES } from './steps.js';
+
+export interface RunOptions {
+  /** Followers set up at once. */
+  parallel: number;
+  /** Attempts of the wipe + regenerate unit (per node) before the run stops. */
+  maxUnitRounds: number;
+  revokeOldTokens: boolean;
+  /** Operator override of leader detection (inventory name). */
+  leader?: string;
+}
+
+export interface RegenInput {
+  runId: string;
+  inventory: Inventory;
+  options: RunOptions;
+}
+
+export interface RegenContext {
+  runId: string;
+  cluster: string;
+  inventory: Inventory;
+  options: RunOptions;
+  nodes: PlannedNode[];
+  warnings: Warning[];
+  leader: string | null;
+  leaderAddress: string | null;
+  round: number;
+  resetIndex: number | null;
+  credentialsSha256: string | null;
+  /** Where RETRY goes: the state that failed (a dotted state path). */
+  failedAt: string | null;
+  error: ErrorRecord | null;
+}
+
+export type RegenEvent = { type: 'CONFIRM' } | { type: 'ABORT'; reason?: string } | { type: 'RETRY' };
+
+export interface FollowersResult {
+  done: string[];
+}
+
+/** A named actor slot; the runner fills it with machine.provide(). */
+function slot<Out, In>(name: string) {
+  return fromPromise<Out, In>(async () => {
+    throw new Error(`actor ${name} was not provided (machine.provide)`);
+  });
+}
+
+/** Actor names and their input/output types; implementations live in machines/actors.ts. */
+export const actorTypes = {
+  preflight: slot<{ nodes: PlannedNode[]; warnings: Warning[] }, { inventory: Inventory }>('preflight'),
+  leaderCheck: slot<LeaderChoice, { nodes: PlannedNode[]; inventory: Inventory; override?: string }>('leaderCheck'),
+  backup: slot<null, { nodes: PlannedNode[] }>('backup'),
+  readResetIndex: slot<number, { leader: PlannedNode; round: number }>('readResetIndex'),
+  writeResetFile: slot<null, { leader: PlannedNode; index: number; round: number }>('writeResetFile'),
+  stopLeader: slot<null, { leader: PlannedNode; round: number }>('stopLeader'),
+  wipeLeader: slot<null, { leader: PlannedNode; round: number }>('wipeLeader'),
+  setupLeader: slot<{ credentialsSha256: string }, { leader: PlannedNode; round: number }>('setupLeader'),
+  verifyLeader: slot<null, { leader: PlannedNode; round: number }>('verifyLeader'),
+  setUpFollowers: slot<FollowersResult, { leader: PlannedNode; followers: PlannedNode[]; credentialsSha256: string; parallel: number; maxRounds: number }>(
+    'setUpFollowers',
+  ),
+  finalVerify: slot<null, { leader: PlannedNode; nodes: PlannedNode[]; credentialsSha256: string }>('finalVerify'),
+  revokeOldTokens: slot<{ revoked: string[] }, { leader: PlannedNode }>('revokeOldTokens'),
+};
+
+type ErrorEvent = { error: unknown };
+
+function errorRecordOf(e: unknown): ErrorRecord {
+  if (e && typeof e === 'object' && 'kind' in e && 'message' in e) {
+    const r = e as { kind: ErrorRecord['kind']; name?: string; message: string; node?: string; hint?: string; exitCode?: number | null };
+    const rec: ErrorRecord = { kind: r.kind, name: r.name ?? 'Error', message: r.message };
+    if (r.node !== undefined) rec.node = r.node;
+    if (r.hint !== undefined) rec.hint = r.hint;
+    if (r.exitCode !== undefined) rec.exitCode = r.exitCode;
+    return rec;
+  }
+  if (e instanceof Error) return { kind: 'internal', name: e.name, message: e.message };
+  return { kind: 'internal', name: 'Error', message: String(e) };
+}
+
+const leaderOf = (c: RegenContext): PlannedNode => {
+  const n = c.nodes.find((x) => x.name === c.leader);
+  if (!n) throw new Error('no leader recorded');
+  return n;
+};
+
+/** States RETRY may re-enter, as dotted paths; they are also the `failedAt` values. */
+export const RESUMABLE_STATES = [
+  'preflight',
+  'leaderCheck',
+  'backup',
+  'leader.resetIndex',
+  'leader.resetFile',
+  'leader.stop',
+  'leader.wipe',
+  'leader.setup',
+  'leader.verify',
+  'followers',
+  'finalVerify',
+  'harden',
+] as const;
+
+type ResumableState = (typeof RESUMABLE_STATES)[number];
+
+/** On error: needs-operator errors go to needsOperator, everything else to failed; both remember where. */
+function onStepError(at: ResumableState) {
+  return [
+    { guard: 'needsOperator' as const, target: '#regen.needsOperator', actions: { type: 'recordFailure' as const, params: { at } } },
+    { target: '#regen.failed', actions: { type: 'recordFailure' as const, params: { at } } },
+  ];
+}
+
+// RETRY re-enters the state that failed. A failed leader setup leaves the node half set up and may have consumed
+// the reset index, so it starts a new wipe + regenerate unit instead.
+const retryTransitions = RESUMABLE_STATES.map((s) => ({
+  guard: { type: 'failedAt' as const, params: { at: s } },
+  target: s === 'leader.setup' ? '#regen.leader.resetIndex' : `#regen.${s}`,
+  actions: s === 'leader.setup' ? ('startNewRound' as const) : ('clearError' as const),
+}));
+
+export const recoveryMachine = setup({
+  types: {
+    context: {} as RegenContext,
+    events: {} as RegenEvent,
+    input: {} as RegenInput,
+  },
+  actors: actorTypes,
+  actions: {
+    recordFailure: assign((args, params: { at: ResumableState }) => ({
+      failedAt: params.at,
+      error: errorRecordOf((args.event as unknown as ErrorEvent).error),
+    })),
+    clearError: assign({ error: null, failedAt: null }),
+    startNewRound: assign({ error: null, failedAt: null, round: ({ context }) => context.round + 1, resetIndex: null }),
+  },
+  guards: {
+    needsOperator: ({ event }) => errorRecordOf((event as unknown as ErrorEvent).error).kind === 'needs-operator',
+    failedAt: ({ context }, params: { at: ResumableState }) => context.failedAt === params.at,
+    hasFollowers: ({ context }) => context.nodes.length > 1,
+    wantsRevoke: ({ context }) => context.options.revokeOldTokens,
+    canRetryLeaderUnit: ({ context, event }) => {
+      const kind = errorRecordOf((event as unknown as ErrorEvent).error).kind;
+      return kind === 'step-failed' && context.round < context.options.maxUnitRounds;
+    },
+  },
+}).createMachine({
+  id: 'regen',
+  context: ({ input }) => ({
+    runId: input.runId,
+    cluster: input.inventory.cluster,
+    inventory: input.inventory,
+    options: input.options,
+    nodes: [],
+    warnings: [],
+    leader: null,
+    leaderAddress: null,
+    round: 1,
+    resetIndex: null,
+    credentialsSha256: null,
+    failedAt: null,
+    error: null,
+  }),
+  initial: 'preflight',
+  states: {
+    preflight: {
+      invoke: {
+        src: 'preflight',
+        input: ({ context }) => ({ inventory: context.inventory }),
+        onDone: { target: 'leaderCheck', actions: assign({ nodes: ({ event }) => event.output.nodes, warnings: ({ event }) => event.output.warnings }) },
+        onError: onStepError('preflight'),
+      },
+    },
+    leaderCheck: {
+      invoke: {
+        src: 'leaderCheck',
+        input: ({ context }) => ({
+          nodes: context.nodes,
+          inventory: context.inventory,
+          ...(context.options.leader === undefined ? {} : { override: context.options.leader }),
+        }),
+        onDone: {
+          target: 'confirming',
+          actions: assign({
+            leader: ({ event }) => event.output.leader,
+            leaderAddress: ({ event }) => event.output.leaderAddress,
+            nodes: ({ context, event }) =>
+              context.nodes.map((n) => ({
+                ...n,
+                kind: event.output.kinds[n.name] ?? n.kind,
+                role: n.name === event.output.leader ? ('leader' as const) : ('follower' as const),
+              })),
+            warnings: ({ context, event }) => [...context.warnings, ...event.output.warnings],
+          }),
+        },
+        onError: onStepError('leaderCheck'),
+      },
+    },
+    // Nothing has changed yet: the operator sees the plan and confirms the downtime (or passes --yes).
+    confirming: {
+      on: {
+        CONFIRM: 'backup',
+        ABORT: 'aborted',
+      },
+    },
+    backup: {
+      invoke: {
+        src: 'backup',
+        input: ({ context }) => ({ nodes: context.nodes }),
+        onDone: 'leader',
+        onError: onStepError('backup'),
+      },
+    },
+    leader: {
+      initial: 'resetIndex',
+      states: {
+        resetIndex: {
+          invoke: {
+            src: 'readResetIndex',
+            input: ({ context }) => ({ leader: leaderOf(context), round: context.round }),
+            onDone: { target: 'resetFile', actions: assign({ resetIndex: ({ event }) => event.output }) },
+            onError: onStepError('leader.resetIndex'),
+          },
+        },
+        resetFile: {
+          invoke: {
+            src: 'writeResetFile',
+            input: ({ context }) => ({ leader: leaderOf(context), index: context.resetIndex ?? -1, round: context.round }),
+            onDone: 'stop',
+            onError: onStepError('leader.resetFile'),
+          },
+        },
+        stop: {
+          invoke: {
+            src: 'stopLeader',
+            input: ({ context }) => ({ leader: leaderOf(context), round: context.round }),
+            onDone: 'wipe',
+            onError: onStepError('leader.stop'),
+          },
+        },
+        wipe: {
+          invoke: {
+            src: 'wipeLeader',
+            input: ({ context }) => ({ leader: leaderOf(context), round: context.round }),
+            onDone: 'setup',
+            onError: onStepError('leader.wipe'),
+          },
+        },
+        setup: {
+          invoke: {
+            src: 'setupLeader',
+            input: ({ context }) => ({ leader: leaderOf(context), round: context.round }),
+            onDone: { target: 'verify', actions: assign({ credentialsSha256: ({ event }) => event.output.credentialsSha256 }) },
+            onError: [{ guard: 'canRetryLeaderUnit', target: 'resetIndex', actions: 'startNewRound' }, ...onStepError('leader.setup')],
+          },
+        },
+        verify: {
+          invoke: {
+            src: 'verifyLeader',
+            input: ({ context }) => ({ leader: leaderOf(context), round: context.round }),
+            onDone: 'regenerated',
+            onError: onStepError('leader.verify'),
+          },
+        },
+        regenerated: { type: 'final' },
+      },
+      onDone: [{ guard: 'hasFollowers', target: 'followers' }, { target: 'finalVerify' }],
+    },
+    followers: {
+      invoke: {
+        src: 'setUpFollowers',
+        input: ({ context }) => ({
+          leader: leaderOf(context),
+          followers: context.nodes.filter((n) => n.name !== context.leader),
+          credentialsSha256: context.credentialsSha256 ?? '',
+          parallel: context.options.parallel,
+          maxRounds: context.options.maxUnitRounds,
+        }),
+        onDone: 'finalVerify',
+        onError: onStepError('followers'),
+      },
+    },
+    finalVerify: {
+      invoke: {
+        src: 'finalVerify',
+        input: ({ context }) => ({ leader: leaderOf(context), nodes: context.nodes, credentialsSha256: context.credentialsSha256 ?? '' }),
+        onDone: [{ guard: 'wantsRevoke', target: 'harden' }, { target: 'done' }],
+        onError: onStepError('finalVerify'),
+      },
+    },
+    harden: {
+      invoke: {
+        src: 'revokeOldTokens',
+        input: ({ context }) => ({ leader: leaderOf(context) }),
+        onDone: 'done',
+        onError: onStepError('harden'),
+      },
+    },
+    done: { type: 'final' },
+    aborted: { type: 'final' },
+    failed: {
+      on: { RETRY: retryTransitions, ABORT: 'aborted' },
+    },
+    needsOperator: {
+      on: { RETRY: retryTransitions, ABORT: 'aborted' },
+    },
+  },
+});
+
+export type RecoveryMachine = typeof recoveryMachine;
+
+function stateIds(node: { key: string; states: Record<string, unknown> }, prefix = ''): string[] {
+  const out: string[] = [];
+  for (const [k, child] of Object.entries(node.states)) {
+    const id = prefix ? `${prefix}.${k}` : k;
+    out.push(id);
+    out.push(...stateIds(child as { key: string; states: Record<string, unknown> }, id));
+  }
+  return out;
+}
+
+/**
+ * Version of the procedure: its states and step names. A run recorded under another version is not resumed
+ * (a divergence error), because its snapshot and journal would be read against a different procedure.
+ */
+export const MACHINE_VERSION = `recovery/1-${createHash('sha256')
+  .update(JSON.stringify({ states: stateIds(recoveryMachine.root as never), steps: STEP_NAMES }))
+  .digest('hex')
+  .slice(0, 12)}`;
+
+/** The top-level state of a snapshot value as a dotted string ("leader.setup"). */
+export function stateString(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (value && typeof value === 'object') {
+    const [k, v] = Object.entries(value as Record<string, unknown>)[0] ?? ['?', null];
+    const rest = stateString(v);
+    return rest ? `${k}.${rest}` : k;
+  }
+  return '';
+}

@@ -1,0 +1,350 @@
+/**
+ * The step catalogue: every remote step of the procedure, its effect and its read-only probe, in one place.
+ * The commands behind each NodePort method are in adapters/carbonio/commands.ts; the fake in test/sim/.
+ *
+ *   step                       effect (NodePort)                    probe
+ *   backup                     backup(node, run)                    probeBackup
+ *   leader.reset-index         readResetIndex (a read)              — (re-reading is harmless)
+ *   leader.reset-file          writeResetFile                       probeResetFile
+ *   leader.stop                stopService                          serviceActive
+ *   leader.wipe                wipe(profile)                        probeWipe
+ *   leader.setup               setupLeader (first instance)         probeSetup: new credentials, service up
+ *   leader.verify              members (a read)                     —
+ *   follower.copy-credentials  writeCredentials                     credentialsSha256
+ *   follower.stop              stopService                          serviceActive
+ *   follower.wipe              wipe(profile)                        probeWipe
+ *   follower.setup             setupFollower (join)                 leader's members: node alive
+ *   follower.verify            members (a read)                     —
+ *   final.verify               members + checksums (reads)          —
+ *   harden.revoke              deleteToken                          listTokens
+ */
+import type { Secret } from '../adapters/secrets/secret.js';
+import type { Store } from '../store/types.js';
+import { durableStep, type Journal, type Probe } from './durable.js';
+import { CommandFailedError, NeedsOperatorError, RegenError } from './errors.js';
+import type { BackupManifest, MeshKind, NodePort, Member } from './port.js';
+import type { PlannedNode } from './plan.js';
+
+export const STEP_NAMES = [
+  'backup',
+  'leader.reset-index',
+  'leader.reset-file',
+  'leader.stop',
+  'leader.wipe',
+  'leader.setup',
+  'leader.verify',
+  'follower.copy-credentials',
+  'follower.stop',
+  'follower.wipe',
+  'follower.setup',
+  'follower.verify',
+  'final.verify',
+  'harden.revoke',
+] as const;
+export type StepName = (typeof STEP_NAMES)[number];
+
+/** The per-node step order shown by `regen status` (leader chain, then follower chain). */
+export const LEADER_STEPS: StepName[] = ['backup', 'leader.reset-index', 'leader.reset-file', 'leader.stop', 'leader.wipe', 'leader.setup', 'leader.verify'];
+export const FOLLOWER_STEPS: StepName[] = ['backup', 'follower.copy-credentials', 'follower.stop', 'follower.wipe', 'follower.setup', 'follower.verify'];
+
+export interface StepDeps {
+  port: NodePort;
+  journal: Journal;
+  store: Store;
+  runId: string;
+  /** The mesh secret, held in memory only (never in context or the store). */
+  secret: () => Promise<Secret>;
+  /** Injectable time for polling (tests do not sleep). */
+  sleep: (ms: number) => Promise<void>;
+  now: () => number;
+  /** How long verification waits for members to converge. */
+  convergeTimeoutMs: number;
+  onDowntimeStart?: (at: number) => void;
+}
+
+const notDone = async <T>(): Promise<Probe<T>> => ({ state: 'not-done' });
+
+export async function backupNode(d: StepDeps, node: PlannedNode): Promise<BackupManifest> {
+  const manifest = await durableStep<BackupManifest>(d.journal, {
+    step: 'backup',
+    node: node.name,
+    probe: async () => {
+      const m = await d.port.probeBackup(node.name, d.runId);
+      return m ? { state: 'done', result: m } : { state: 'not-done' };
+    },
+    apply: () => d.port.backup(node.name, d.runId),
+  });
+  if (d.store.listBackups(d.runId, node.name).length === 0) {
+    for (const f of manifest.files) d.store.recordBackup({ runId: d.runId, node: node.name, dir: manifest.dir, ...f });
+  }
+  return manifest;
+}
+
+/**
+ * Read the ACL reset index on the leader. In a retry round the reset file may still be there (a setup that failed
+ * before its bootstrap did not consume it): that index is still the valid one. If the file was consumed, the
+ * service must run to answer, so it is started again when its configuration exists.
+ */
+export async function readResetIndex(d: StepDeps, leader: PlannedNode, round: number): Promise<number> {
+  return durableStep<number>(d.journal, {
+    step: 'leader.reset-index',
+    node: leader.name,
+    round,
+    probe: notDone,
+    apply: async () => {
+      if (round > 1) {
+        const pending = await d.port.probeResetFile(leader.name);
+        if (pending !== null) return pending;
+        if (!(await d.port.serviceActive(leader.name))) {
+          const s = await d.port.probeSetup(leader.name);
+          if (!s.hasConfigJson && !s.hasMainJson) {
+            throw new NeedsOperatorError(
+              `the leader ${leader.name} has neither a reset file nor a configuration to start consul with, so the reset index cannot be read`,
+              { node: leader.name, hint: 'read it by hand (consul acl bootstrap on a running server), write it to /var/lib/service-discover/data/acl-bootstrap-reset as service-discover, then regen resume' },
+            );
+          }
+          await d.port.startService(leader.name);
+          await waitFor(d, () => d.port.leaderAddress(leader.name).then((a) => a !== null), 'the leader to be elected again');
+        }
+      }
+      const reading = await d.port.readResetIndex(leader.name);
+      if (reading.kind === 'bootstrapped') {
+        throw new NeedsOperatorError(
+          `consul acl bootstrap succeeded on ${leader.name}: this mesh had never been bootstrapped, so there is nothing to reset. The new management token was saved on the node only, in ${reading.savedTo}`,
+          { node: leader.name, hint: `keep that file safe (root only); regen stopped before changing anything. Abort this run with regen abort` },
+        );
+      }
+      return reading.index;
+    },
+  });
+}
+
+export async function writeResetFile(d: StepDeps, leader: PlannedNode, index: number, round: number): Promise<void> {
+  await durableStep<null>(d.journal, {
+    step: 'leader.reset-file',
+    node: leader.name,
+    round,
+    probe: async () => ((await d.port.probeResetFile(leader.name)) === index ? { state: 'done', result: null } : { state: 'not-done' }),
+    apply: async () => {
+      await d.port.writeResetFile(leader.name, index);
+      return null;
+    },
+  });
+}
+
+export async function stopService(d: StepDeps, node: PlannedNode, step: 'leader.stop' | 'follower.stop', round: number): Promise<void> {
+  await durableStep<null>(d.journal, {
+    step,
+    node: node.name,
+    round,
+    probe: async () => ((await d.port.serviceActive(node.name)) ? { state: 'not-done' } : { state: 'done', result: null }),
+    apply: async () => {
+      await d.port.stopService(node.name);
+      return null;
+    },
+  });
+  if (step === 'leader.stop') d.onDowntimeStart?.(d.now());
+}
+
+export async function wipeNode(d: StepDeps, node: PlannedNode, step: 'leader.wipe' | 'follower.wipe', round: number): Promise<void> {
+  // The backup is what makes the wipe safe: refuse to wipe a node whose backup is not verified.
+  if (d.store.listBackups(d.runId, node.name).length === 0 && !(await d.port.probeBackup(node.name, d.runId))) {
+    throw new NeedsOperatorError(`refusing to wipe ${node.name}: its backup for this run is missing or does not verify`, {
+      node: node.name,
+      hint: 'regen resume (the backup step runs again)',
+    });
+  }
+  await durableStep<null>(d.journal, {
+    step,
+    node: node.name,
+    round,
+    probe: async () => ((await d.port.probeWipe(node.name, node.profile)) ? { state: 'done', result: null } : { state: 'not-done' }),
+    apply: async () => {
+      await d.port.wipe(node.name, node.profile);
+      return null;
+    },
+  });
+}
+
+export interface LeaderSetupResult {
+  credentialsSha256: string;
+}
+
+/** The leader's setup is done when the service runs with a credentials file this run made (checksum changed) and the password file is back. */
+export async function setupLeader(d: StepDeps, leader: PlannedNode, round: number): Promise<LeaderSetupResult> {
+  const probe = async (): Promise<Probe<LeaderSetupResult>> => {
+    const s = await d.port.probeSetup(leader.name);
+    const fresh = s.credentialsSha256 !== null && s.credentialsSha256 !== leader.credentialsSha256Before;
+    if (fresh && s.serviceActive && s.hasPasswordFile && s.credentialsSha256 !== null) return { state: 'done', result: { credentialsSha256: s.credentialsSha256 } };
+    return { state: 'not-done' };
+  };
+  return durableStep<LeaderSetupResult>(d.journal, {
+    step: 'leader.setup',
+    node: leader.name,
+    round,
+    probeFirst: true,
+    probe,
+    apply: async () => {
+      await d.port.setupLeader(leader.name, leader.bindAddress, await d.secret());
+      const p = await probe();
+      if (p.state !== 'done') {
+        throw new CommandFailedError(leader.name, `service-discover setup --first-instance on ${leader.name} reported success but left no new credentials or no running service`, 0);
+      }
+      return p.result;
+    },
+  });
+}
+
+async function waitFor(d: StepDeps, check: () => Promise<boolean>, what: string): Promise<void> {
+  const deadline = d.now() + d.convergeTimeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (d.now() >= deadline) throw new RegenError('step-failed', `timed out after ${Math.round(d.convergeTimeoutMs / 1000)} s waiting for ${what}`, { hint: 'regen resume' });
+    await d.sleep(500);
+  }
+}
+
+function memberOf(members: Member[], node: PlannedNode): Member | undefined {
+  const dashed = node.fqdn.replace(/\./g, '-');
+  return members.find((m) => m.address.split(':')[0] === node.bindAddress || m.name.endsWith(dashed));
+}
+
+function expectedType(kind: MeshKind): Member['type'] {
+  return kind === 'server' ? 'server' : 'client';
+}
+
+/** Read-only check that `node` is an alive member of the right type, as the leader sees it with the new token. */
+export async function verifyMember(d: StepDeps, leader: PlannedNode, node: PlannedNode, step: 'leader.verify' | 'follower.verify', round: number): Promise<void> {
+  await durableStep<null>(d.journal, {
+    step,
+    node: node.name,
+    round,
+    probe: notDone,
+    apply: async () => {
+      const secret = await d.secret();
+      let last = 'not listed';
+      await waitFor(
+        d,
+        async () => {
+          const m = memberOf(await d.port.members(leader.name, secret), node);
+          last = m ? `${m.status} ${m.type}` : 'not listed';
+          return m !== undefined && m.status === 'alive' && m.type === expectedType(node.kind ?? 'agent');
+        },
+        `${node.name} to be an alive ${node.kind} (last seen: ${last})`,
+      );
+      return null;
+    },
+  });
+}
+
+export async function copyCredentials(d: StepDeps, leader: PlannedNode, node: PlannedNode, sha256: string, round: number): Promise<void> {
+  await durableStep<null>(d.journal, {
+    step: 'follower.copy-credentials',
+    node: node.name,
+    round,
+    probe: async () => ((await d.port.credentialsSha256(node.name)) === sha256 ? { state: 'done', result: null } : { state: 'not-done' }),
+    apply: async () => {
+      const file = await d.port.readCredentials(leader.name);
+      if (!file) throw new CommandFailedError(leader.name, `the leader ${leader.name} has no cluster-credentials.tar.gpg`, null);
+      if (file.sha256 !== sha256) {
+        throw new NeedsOperatorError(`the leader's credentials changed since its setup (sha256 ${file.sha256.slice(0, 12)}…, expected ${sha256.slice(0, 12)}…)`, {
+          node: leader.name,
+          hint: 'someone else may be working on the mesh; check, then regen resume',
+        });
+      }
+      await d.port.writeCredentials(node.name, file.bytes, sha256);
+      return null;
+    },
+  });
+}
+
+export async function setupFollower(d: StepDeps, leader: PlannedNode, node: PlannedNode, round: number): Promise<void> {
+  const kind = node.kind ?? 'agent';
+  const probe = async (): Promise<Probe<null>> => {
+    if (!(await d.port.serviceActive(node.name))) return { state: 'not-done' };
+    const m = memberOf(await d.port.members(leader.name, await d.secret()), node);
+    return m && m.status === 'alive' && m.type === expectedType(kind) ? { state: 'done', result: null } : { state: 'not-done' };
+  };
+  await durableStep<null>(d.journal, {
+    step: 'follower.setup',
+    node: node.name,
+    round,
+    probeFirst: round > 1,
+    probe,
+    apply: async () => {
+      await d.port.setupFollower(node.name, node.bindAddress, await d.secret(), kind);
+      return null;
+    },
+  });
+}
+
+export interface FinalReport {
+  leaderSha256: string;
+  members: number;
+}
+
+export async function finalVerify(d: StepDeps, leader: PlannedNode, nodes: PlannedNode[], sha256: string): Promise<FinalReport> {
+  return durableStep<FinalReport>(d.journal, {
+    step: 'final.verify',
+    node: leader.name,
+    probe: notDone,
+    apply: async () => {
+      const secret = await d.secret();
+      let problems: string[] = [];
+      await waitFor(
+        d,
+        async () => {
+          problems = [];
+          const members = await d.port.members(leader.name, secret);
+          for (const n of nodes) {
+            const m = memberOf(members, n);
+            const want = expectedType(n.kind ?? 'agent');
+            if (!m) problems.push(`${n.name}: not a member`);
+            else if (m.status !== 'alive' || m.type !== want) problems.push(`${n.name}: ${m.status} ${m.type} (want alive ${want})`);
+          }
+          return problems.length === 0;
+        },
+        'every node to be an alive member',
+      ).catch((err: unknown) => {
+        throw new RegenError('step-failed', `final verification failed:\n  - ${problems.join('\n  - ')}`, { hint: 'regen status shows each node; fix the node, then regen resume', cause: err });
+      });
+      const mismatched: string[] = [];
+      for (const n of nodes) {
+        const s = await d.port.credentialsSha256(n.name);
+        if (s !== sha256) mismatched.push(`${n.name}: ${s === null ? 'no credentials file' : `sha256 ${s.slice(0, 12)}…`}`);
+      }
+      if (mismatched.length) {
+        throw new RegenError('step-failed', `credentials differ from the leader's:\n  - ${mismatched.join('\n  - ')}`, { hint: 'regen resume' });
+      }
+      return { leaderSha256: sha256, members: nodes.length };
+    },
+  });
+}
+
+export interface RevokeReport {
+  revoked: string[];
+}
+
+/** Optional hardening: delete management tokens older than the new bootstrap token (a reset leaves them valid). */
+export async function revokeOldTokens(d: StepDeps, leader: PlannedNode): Promise<RevokeReport> {
+  const secret = await d.secret();
+  const tokens = await d.port.listTokens(leader.name, secret);
+  const mgmt = tokens.filter((t) => t.policies.includes('global-management'));
+  const newest = mgmt.reduce((a, t) => (t.createIndex > a ? t.createIndex : a), -1);
+  const old = mgmt.filter((t) => t.createIndex < newest);
+  const revoked: string[] = [];
+  for (const t of old) {
+    await durableStep<null>(d.journal, {
+      step: 'harden.revoke',
+      node: `${leader.name}#${t.accessorId}`,
+      probe: async () =>
+        (await d.port.listTokens(leader.name, secret)).some((x) => x.accessorId === t.accessorId) ? { state: 'not-done' } : { state: 'done', result: null },
+      apply: async () => {
+        await d.port.deleteToken(leader.name, secret, t.accessorId);
+        return null;
+      },
+    });
+    revoked.push(t.accessorId);
+  }
+  return { revoked };
+}
