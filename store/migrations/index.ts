@@ -1,0 +1,11 @@
+/** The ordered list of schema migrations; append new ones, never edit or reorder a released one. */
+import { checkMigrationOrder, type Migration } from './migration.js';
+import initial from './001_initial.js';
+
+export type { Migration } from './migration.js';
+
+export const migrations: readonly Migration[] = [initial];
+
+checkMigrationOrder(migrations);
+
+export const latestVersion: number = migrations.length;
