@@ -1,0 +1,421 @@
+/**
+ * Every command regen runs on a Carbonio node, one builder per operation, each returning the exact shell text
+ * (POSIX sh) sent over SSH. To find "the command of step X", look here; adapters/carbonio/parse.ts reads the
+ * answers and adapters/carbonio/port.ts wires the two.
+ *
+ * Rules every builder keeps:
+ * - no secret is ever part of the text: the mesh secret arrives on stdin and stays in the node-side shell;
+ * - anything variable (address, index, run id, accessor id) is validated and quoted with shq();
+ * - markers regen parses are lines starting with `regen:`; everything else is the tools' own output.
+ */
+import {
+  BACKUP_ROOT,
+  CONFIG_JSON,
+  CREDENTIALS_FILE,
+  MAIN_JSON,
+  PASSWORD_FILE,
+  RESET_FILE,
+  SD_CONFIG_DIR,
+  SD_HOME,
+  type Profile,
+} from '../../machines/port.js';
+import { sh, shq } from './shell.js';
+
+export const UNIT = 'service-discover';
+export const SD_USER = 'service-discover';
+export const ZEXTRAS_USER = 'zextras';
+export const LEADER_URL = 'http://127.0.0.1:8500/v1/status/leader';
+export const CARBONIO_CLI = '/opt/zextras/bin/carbonio';
+export const ZMPROV_CLI = '/opt/zextras/bin/zmprov';
+/** First line of a backup manifest; a file without it is not a (complete) manifest. */
+export const MANIFEST_HEADER = 'regen-backup-manifest 1';
+export const MANIFEST_NAME = 'manifest';
+
+/** The tools `inspect` looks for (command -v). */
+export const INSPECTED_TOOLS = [
+  'service-discover',
+  'consul',
+  'gpg',
+  'tar',
+  'systemctl',
+  'sudo',
+  'runuser',
+  'jq',
+  'wget',
+  'curl',
+] as const;
+
+// Over `sudo -n` PATH is sudo's secure_path, over a root login it is sshd's default; both may miss the sbin
+// directories where service-discover, runuser and the lab's wrappers live. LC_ALL=C keeps tool messages parseable.
+const PREAMBLE = [
+  'PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"; export PATH',
+  'LC_ALL=C; export LC_ALL',
+].join('\n');
+
+function script(...lines: string[]): string {
+  return sh([PREAMBLE, ...lines].join('\n'));
+}
+
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const SHA256 = /^[0-9a-f]{64}$/;
+
+export function isIPv4(text: string): boolean {
+  return IPV4.test(text);
+}
+
+function requireIPv4(address: string): string {
+  if (!IPV4.test(address)) throw new Error(`not an IPv4 address: ${JSON.stringify(address)}`);
+  return address;
+}
+
+/** The run-specific backup directory on the node. */
+export function backupDir(runId: string): string {
+  if (!RUN_ID.test(runId)) throw new Error(`run id not usable as a directory name: ${JSON.stringify(runId)}`);
+  return `${BACKUP_ROOT}/${runId}`;
+}
+
+/** The files the wipe may remove, in backup order (the *.pem glob is expanded on the node). */
+export const BACKED_UP = [CONFIG_JSON, MAIN_JSON, CREDENTIALS_FILE, `${SD_HOME}/*.pem`, PASSWORD_FILE] as const;
+
+/** What the wipe removes per profile (seed 000: config.json, main.json, *.pem; seed 002: *.pem). */
+export function wipedPaths(profile: Profile): string[] {
+  const pem = `${SD_HOME}/*.pem`;
+  return profile === 'current' ? [CONFIG_JSON, MAIN_JSON, pem] : [pem];
+}
+
+// ---- snippets shared by several scripts ------------------------------------------------------------------------
+
+/** Prints the sha256 of the credentials file, or nothing when it is absent. */
+const CREDENTIALS_SHA = `if [ -f ${CREDENTIALS_FILE} ]; then sha256sum < ${CREDENTIALS_FILE} | cut -d' ' -f1; fi`;
+
+/** Prints config.json's bind_addr (jq when present, sed otherwise), or nothing. */
+const CONFIG_BIND_ADDR = [
+  `if [ -r ${CONFIG_JSON} ]; then`,
+  `  if command -v jq >/dev/null 2>&1; then jq -r '.bind_addr // empty' ${CONFIG_JSON} 2>/dev/null | head -n 1`,
+  `  else sed -n 's/.*"bind_addr"[[:space:]]*:[[:space:]]*"\\([^"]*\\)".*/\\1/p' ${CONFIG_JSON} | head -n 1; fi`,
+  'fi',
+].join('\n');
+
+const KV = `kv() { printf '%s=%s\\n' "$1" "$2"; }`;
+const PRESENT = `present() { if [ -f "$1" ]; then echo 1; else echo 0; fi; }`;
+
+/**
+ * Decrypts the node's credentials with the secret read from stdin (gpg --passphrase-fd 0) into a throw-away
+ * GNUPGHOME and puts the bootstrap token's SecretID into CONSUL_HTTP_TOKEN of this shell only: it is never
+ * printed and never leaves the node. Exits 3 with a marker when the token cannot be had.
+ */
+const TOKEN_FROM_CREDENTIALS = [
+  `C=${CREDENTIALS_FILE}`,
+  `[ -f "$C" ] || { echo 'regen:no-credentials'; exit 3; }`,
+  'G=$(mktemp -d) || exit 70',
+  // gpg starts an agent in the temporary home; stop it before removing the home so nothing is left running.
+  `trap 'gpgconf --homedir "$G" --kill gpg-agent >/dev/null 2>&1; rm -rf "$G"' EXIT`,
+  `trap 'exit 143' HUP INT TERM`,
+  `secret_id() { if command -v jq >/dev/null 2>&1; then jq -r '.SecretID // empty'; else sed -n 's/.*"SecretID"[[:space:]]*:[[:space:]]*"\\([^"]*\\)".*/\\1/p' | head -n 1; fi; }`,
+  // A pipeline's status is its last command's: keep gpg's own status in a file to tell a wrong secret from a
+  // credentials file that has no token in it.
+  `CONSUL_HTTP_TOKEN=$( { GNUPGHOME="$G" gpg --batch --quiet --pinentry-mode loopback --passphrase-fd 0 --decrypt "$C" 2>"$G/gpg.err"; echo $? > "$G/gpg.rc"; } | tar xOf - consul-acl-secret.json 2>/dev/null | secret_id)`,
+  `if [ "$(cat "$G/gpg.rc" 2>/dev/null)" != 0 ]; then echo 'regen:bad-secret'; head -c 400 "$G/gpg.err" >&2; exit 3; fi`,
+  `[ -n "$CONSUL_HTTP_TOKEN" ] || { echo 'regen:no-token'; exit 3; }`,
+  'export CONSUL_HTTP_TOKEN',
+].join('\n');
+
+/** Runs a command as the service-discover user (its shell is nologin, so no `su`). */
+function asServiceDiscover(inner: string): string {
+  const q = shq(inner);
+  return [
+    `if command -v runuser >/dev/null 2>&1; then runuser -u ${SD_USER} -- sh -c ${q}`,
+    `else sudo -n -u ${SD_USER} sh -c ${q}; fi`,
+  ].join('\n');
+}
+
+// ---- read-only -------------------------------------------------------------------------------------------------
+
+/** Preflight facts in one round trip, as `key=value` lines ending with `end=1` (parse.ts: parseInspect). */
+export function inspect(): string {
+  const tools = INSPECTED_TOOLS.join(' ');
+  return script(
+    KV,
+    PRESENT,
+    'kv hostname_s "$(hostname -s 2>/dev/null)"',
+    'kv hostname_f "$(hostname -f 2>/dev/null)"',
+    'kv uid "$(id -u)"',
+    // The '\' at each line's end in `ip -o` output is part of the line; read -r keeps it.
+    `ip -4 -o addr show 2>/dev/null | while IFS= read -r l; do kv ip "$l"; done`,
+    'kv hostname_i "$(hostname -i 2>/dev/null)"',
+    `for t in ${tools}; do kv "tool.$t" "$(command -v "$t" 2>/dev/null)"; done`,
+    `kv service "$(systemctl is-active ${UNIT} 2>/dev/null)"`,
+    `kv main_json "$(present ${MAIN_JSON})"`,
+    `kv config_json "$(present ${CONFIG_JSON})"`,
+    `kv credentials "$(present ${CREDENTIALS_FILE})"`,
+    `kv credentials_sha256 "$(${CREDENTIALS_SHA})"`,
+    `kv bind_addr "$(${CONFIG_BIND_ADDR}\n)"`,
+    `kv consul_version "$(consul version 2>/dev/null | head -n 1)"`,
+    `if [ -x ${CARBONIO_CLI} ]; then kv profile current; elif [ -x ${ZMPROV_CLI} ]; then kv profile legacy; else kv profile none; fi`,
+    'kv end 1',
+  );
+}
+
+/** Mesh servers as the directory knows them, one FQDN per line, run as zextras (its login shell sets PATH). */
+export function meshServers(profile: Profile): string {
+  const prov = profile === 'current' ? 'carbonio prov gas service-discover' : 'zmprov gas service-discover';
+  return `su - ${ZEXTRAS_USER} -c ${shq(prov)}`;
+}
+
+/** The raft leader as this node's agent sees it: a JSON string "IP:8300", or "" when there is none. */
+export function leaderAddress(): string {
+  return script(
+    `if command -v wget >/dev/null 2>&1; then exec wget -qO- ${LEADER_URL}`,
+    `elif command -v curl >/dev/null 2>&1; then exec curl -fsS ${LEADER_URL}`,
+    `else echo 'regen:no-http-client' >&2; exit 127; fi`,
+  );
+}
+
+/** `consul members` with the bootstrap token from the node's credentials. stdin: the mesh secret. */
+export function members(): string {
+  return script(TOKEN_FROM_CREDENTIALS, 'consul members', 'exit $?');
+}
+
+/** The password file, behind a marker line; its stdout is secret (ExecOptions.secretOutput). */
+export function readMeshSecret(): string {
+  return script(`if [ -f ${PASSWORD_FILE} ]; then echo 'regen:present'; cat ${PASSWORD_FILE}; else echo 'regen:absent'; fi`);
+}
+
+/** Does the secret on stdin decrypt the credentials? Decrypts to /dev/null (the integrity check still runs). */
+export function secretOpensCredentials(): string {
+  return script(
+    `C=${CREDENTIALS_FILE}`,
+    `[ -f "$C" ] || { echo 'regen:no-credentials'; exit 0; }`,
+    'G=$(mktemp -d) || exit 70',
+    `trap 'gpgconf --homedir "$G" --kill gpg-agent >/dev/null 2>&1; rm -rf "$G"' EXIT`,
+    `trap 'exit 143' HUP INT TERM`,
+    `if GNUPGHOME="$G" gpg --batch --quiet --pinentry-mode loopback --passphrase-fd 0 --decrypt "$C" >/dev/null 2>"$G/gpg.err"`,
+    `then echo 'regen:opens'`,
+    `else echo 'regen:does-not-open'; head -c 400 "$G/gpg.err" >&2; fi`,
+  );
+}
+
+/** The credentials file as base64 after a `sha256=` line (it is encrypted; regen checks the sha locally). */
+export function readCredentials(): string {
+  return script(
+    `if [ -f ${CREDENTIALS_FILE} ]; then`,
+    `  printf 'sha256=%s\\n' "$(sha256sum < ${CREDENTIALS_FILE} | cut -d' ' -f1)"`,
+    `  base64 < ${CREDENTIALS_FILE}`,
+    `else echo 'regen:absent'; fi`,
+  );
+}
+
+/** ACL tokens, filtered on the node so a SecretID never crosses the wire. stdin: the mesh secret. */
+export function listTokens(): string {
+  const filter =
+    '[.[] | {AccessorID, Description, Policies: [(.Policies // [])[] | .Name], CreateIndex, CreateTime}]';
+  return script(
+    `command -v jq >/dev/null 2>&1 || { echo 'regen:no-jq' >&2; exit 127; }`,
+    TOKEN_FROM_CREDENTIALS,
+    `L=$(consul acl token list -format=json) || exit $?`,
+    `printf '%s\\n' "$L" | jq -c ${shq(filter)}`,
+    'exit $?',
+  );
+}
+
+/**
+ * `consul acl bootstrap`, expected to fail with the reset index. If it succeeds the cluster was never
+ * bootstrapped and its output holds a management token: the output goes to a root-only file on the node and only
+ * a marker naming that file is printed, so the token never crosses the wire.
+ */
+export function readResetIndex(): string {
+  return script(
+    'umask 077',
+    'out=$(consul acl bootstrap 2>&1); rc=$?',
+    'if [ "$rc" -eq 0 ]; then',
+    '  f=/root/regen-unexpected-bootstrap-$(date +%s)-$$.json',
+    `  if ! printf '%s\\n' "$out" > "$f" 2>/dev/null; then f=$(mktemp /tmp/regen-unexpected-bootstrap-XXXXXX) && printf '%s\\n' "$out" > "$f" || { echo 'regen:bootstrapped-unsaved'; exit 0; }; fi`,
+    `  echo "regen:bootstrapped $f"`,
+    '  exit 0',
+    'fi',
+    `printf '%s\\n' "$out"`,
+    'exit "$rc"',
+  );
+}
+
+/** Prints the reset file behind a marker, or `regen:absent`. */
+export function probeResetFile(): string {
+  return script(`if [ -f ${RESET_FILE} ]; then echo 'regen:present'; cat ${RESET_FILE}; else echo 'regen:absent'; fi`);
+}
+
+export function serviceActive(): string {
+  return `systemctl is-active ${UNIT}`;
+}
+
+/** Lists, one `left=PATH` line each, what the profile's wipe would still remove. */
+export function probeWipe(profile: Profile): string {
+  return script(`for f in ${wipedPaths(profile).join(' ')}; do if [ -e "$f" ]; then echo "left=$f"; fi; done`, 'echo end=1');
+}
+
+/** What a setup leaves behind, as `key=value` lines ending with `end=1` (parse.ts: parseSetupProbe). */
+export function probeSetup(): string {
+  return script(
+    KV,
+    PRESENT,
+    `kv main_json "$(present ${MAIN_JSON})"`,
+    `kv config_json "$(present ${CONFIG_JSON})"`,
+    `kv bind_addr "$(${CONFIG_BIND_ADDR}\n)"`,
+    `kv credentials_sha256 "$(${CREDENTIALS_SHA})"`,
+    `kv service "$(systemctl is-active ${UNIT} 2>/dev/null)"`,
+    `kv password_file "$(present ${PASSWORD_FILE})"`,
+    'kv end 1',
+  );
+}
+
+export function credentialsSha256(): string {
+  return script(`if [ -f ${CREDENTIALS_FILE} ]; then printf 'sha256=%s\\n' "$(sha256sum < ${CREDENTIALS_FILE} | cut -d' ' -f1)"; else echo 'regen:absent'; fi`);
+}
+
+// ---- backup ----------------------------------------------------------------------------------------------------
+
+/** Checks every copy against the manifest; the manifest's first line must be the header. */
+function verifyManifest(): string {
+  return [
+    'verify() {',
+    `  { IFS= read -r h && [ "$h" = ${shq(MANIFEST_HEADER)} ] || return 1`,
+    '    while read -r p s z m o g; do',
+    `      [ -f "$B$p" ] && [ "$(sha256sum < "$B$p" | cut -d' ' -f1)" = "$s" ] || return 1`,
+    '    done',
+    '  } < "$M"',
+    '}',
+  ].join('\n');
+}
+
+/**
+ * Copies what the wipe removes into the run's backup directory, mirroring absolute paths, with `cp -a` (owner,
+ * mode and times kept). The manifest (`path sha256 size mode owner group` under a header) is written last, to a
+ * temporary name then renamed, so a half-done backup has none; an existing manifest that verifies is returned as
+ * it is. A failed copy removes the partial backup directory (frees space) and touches nothing else.
+ */
+export function backup(runId: string): string {
+  const dir = backupDir(runId);
+  return script(
+    `B=${shq(dir)}; M="$B/${MANIFEST_NAME}"`,
+    verifyManifest(),
+    'if [ -f "$M" ]; then',
+    `  if verify; then echo 'regen:backup existing'; cat "$M"; exit 0; fi`,
+    `  echo 'regen:backup corrupt'; exit 5`,
+    'fi',
+    `fail() { echo "regen:backup-failed $1" >&2; rm -rf "$B"; exit 6; }`,
+    'umask 077',
+    `mkdir -p "$B" || fail "$B"`,
+    'T="$B/.manifest.tmp"',
+    `printf '%s\\n' ${shq(MANIFEST_HEADER)} > "$T" || fail "$T"`,
+    `for f in ${BACKED_UP.join(' ')}; do`,
+    '  [ -f "$f" ] || continue',
+    '  d="$B$(dirname "$f")"',
+    '  mkdir -p "$d" || fail "$d"',
+    '  cp -a "$f" "$d/" || fail "$f"',
+    `  s=$(sha256sum < "$B$f" | cut -d' ' -f1) || fail "$f"`,
+    `  [ "$s" = "$(sha256sum < "$f" | cut -d' ' -f1)" ] || fail "$f (changed while copied)"`,
+    `  printf '%s %s %s\\n' "$f" "$s" "$(stat -c '%s %a %U %G' "$f")" >> "$T" || fail "$T"`,
+    'done',
+    // The copies must be on disk before the manifest says the backup is complete: the wipe comes next.
+    'sync',
+    `mv -f "$T" "$M" || fail "$M"`,
+    'sync',
+    `echo 'regen:backup created'`,
+    'cat "$M"',
+  );
+}
+
+/** Probe of backup(): the manifest if it exists and every copy matches it. */
+export function probeBackup(runId: string): string {
+  const dir = backupDir(runId);
+  return script(
+    `B=${shq(dir)}; M="$B/${MANIFEST_NAME}"`,
+    verifyManifest(),
+    `if [ ! -f "$M" ]; then echo 'regen:backup absent'`,
+    `elif verify; then echo 'regen:backup verified'; cat "$M"`,
+    `else echo 'regen:backup corrupt'; fi`,
+  );
+}
+
+// ---- changes ---------------------------------------------------------------------------------------------------
+
+/** Writes the reset index as the service-discover user (seed: `sudo -u service-discover bash -c "echo N > …"`). */
+export function writeResetFile(index: number): string {
+  if (!Number.isSafeInteger(index) || index < 0) throw new Error(`not a reset index: ${index}`);
+  return script(asServiceDiscover(`echo ${index} > ${RESET_FILE}`));
+}
+
+export function stopService(): string {
+  return `systemctl stop ${UNIT}`;
+}
+
+export function startService(): string {
+  return `systemctl start ${UNIT}`;
+}
+
+/** Removes what the profile's wipe removes; refuses while the service runs (the seed stops it first). */
+export function wipe(profile: Profile): string {
+  return script(
+    `if [ "$(systemctl is-active ${UNIT} 2>/dev/null)" = active ]; then echo 'regen:service-active' >&2; exit 4; fi`,
+    `rm -f ${wipedPaths(profile).join(' ')}`,
+  );
+}
+
+/**
+ * First-instance setup. stdin: the mesh secret, one line.
+ * service-discover takes a server's password only as `--password=`: the secret is read from stdin into a shell
+ * variable here, so it is on the setup process's own argv on this node for the length of the setup, and never in
+ * the command line that crosses SSH (nor in regen's audit).
+ */
+export function setupLeader(bindAddress: string): string {
+  return script(
+    `IFS= read -r P || [ -n "$P" ] || { echo 'regen:no-secret-on-stdin' >&2; exit 64; }`,
+    `exec service-discover setup ${shq(requireIPv4(bindAddress))} --first-instance --password="$P"`,
+  );
+}
+
+/** Join as a mesh server. stdin: the mesh secret, one line (same argv limitation as setupLeader). */
+export function setupServerJoin(bindAddress: string): string {
+  return script(
+    `IFS= read -r P || [ -n "$P" ] || { echo 'regen:no-secret-on-stdin' >&2; exit 64; }`,
+    `exec service-discover setup ${shq(requireIPv4(bindAddress))} --password="$P"`,
+  );
+}
+
+/** Join as an agent with the wizard, which reads the bind address then the password from stdin. */
+export function setupAgentJoin(): string {
+  return script('exec service-discover setup --wizard');
+}
+
+/** stdin of setupAgentJoin. */
+export function agentWizardInput(bindAddress: string, secret: string): string {
+  return `${requireIPv4(bindAddress)}\n${secret}\n`;
+}
+
+/**
+ * Installs the credentials file from stdin: temporary file in the same directory (so the rename is atomic),
+ * root 0600, sha256 checked, then renamed over the old one. A mismatch leaves the old file untouched.
+ */
+export function writeCredentials(sha256: string): string {
+  if (!SHA256.test(sha256)) throw new Error(`not a sha256: ${JSON.stringify(sha256)}`);
+  return script(
+    'umask 077',
+    `[ -d ${SD_CONFIG_DIR} ] || { echo 'regen:no-config-dir' >&2; exit 4; }`,
+    `T=$(mktemp ${SD_CONFIG_DIR}/.cluster-credentials.tar.gpg.XXXXXX) || exit 4`,
+    `trap 'rm -f "$T"' EXIT`,
+    `trap 'exit 143' HUP INT TERM`,
+    'cat > "$T" || exit 4',
+    'chown root:root "$T" && chmod 600 "$T" || exit 4',
+    `S=$(sha256sum < "$T" | cut -d' ' -f1)`,
+    `[ "$S" = ${sha256} ] || { echo "regen:sha256-mismatch $S" >&2; exit 5; }`,
+    `mv -f "$T" ${CREDENTIALS_FILE} || exit 4`,
+    `echo 'regen:written'`,
+  );
+}
+
+/** Deletes one ACL token by accessor id with the bootstrap token. stdin: the mesh secret. */
+export function deleteToken(accessorId: string): string {
+  if (!UUID.test(accessorId)) throw new Error(`not an accessor id: ${JSON.stringify(accessorId)}`);
+  return script(TOKEN_FROM_CREDENTIALS, `consul acl token delete -id ${accessorId}`, 'exit $?');
+}
