@@ -58,6 +58,7 @@ export function openStore(path: string, opts: OpenStoreOptions = {}): Store {
     }
     // Checked over a separate read-only connection so that a database we refuse is never written to: the
     // read-write connection would switch it to WAL and migrate it, and closing it could checkpoint a WAL file.
+    // (Reading a WAL database still leaves its -wal/-shm side files in place: they belong to whoever writes it.)
     if (exists) inspectExisting(path);
     if (!readonly && !exists) createDbFile(path);
   }
@@ -139,9 +140,9 @@ function newerDatabase(path: string, version: number): StoreError {
 function damagedDatabase(path: string, why: string, cause?: unknown): StoreError {
   return new StoreError(
     `database ${path} is damaged or is not a regen database (${why}); regen changed nothing in it`,
-    `restore ${path} from a backup copy if you have one, or move it aside (mv ${path} ${path}.damaged) and start again ` +
-      'with a fresh database; the runs it recorded are then lost here, but every node keeps its own backup of the ' +
-      'files regen replaced in /var/backups/regen/<run>',
+    `restore ${path} from a backup copy if you have one, or move it aside (with its -wal and -shm files, if any) and ` +
+      'start again with a fresh database; the runs it recorded are then lost here, but every node keeps its own ' +
+      'backup of the files regen replaced in /var/backups/regen/<run>',
     cause,
   );
 }
