@@ -201,21 +201,31 @@ function netnsInode(netns: string): number | null {
   }
 }
 
-/** Every process whose network namespace is the node's: its sshd, sessions, agent and anything they started. */
-export function processesInNetns(netns: string): number[] {
-  const ino = netnsInode(netns);
-  if (ino === null) return [];
-  const want = `net:[${ino}]`;
-  const pids: number[] = [];
+/** Processes per network namespace, in one pass over /proc. */
+function processesByNetns(netnsNames: string[]): Map<string, number[]> {
+  const byInode = new Map<string, string>();
+  const result = new Map<string, number[]>();
+  for (const ns of netnsNames) {
+    result.set(ns, []);
+    const ino = netnsInode(ns);
+    if (ino !== null) byInode.set(`net:[${ino}]`, ns);
+  }
+  if (byInode.size === 0) return result;
   for (const entry of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      if (fs.readlinkSync(`/proc/${entry}/ns/net`) === want) pids.push(Number(entry));
+      const ns = byInode.get(fs.readlinkSync(`/proc/${entry}/ns/net`));
+      if (ns !== undefined) result.get(ns)?.push(Number(entry));
     } catch {
       // the process ended while we looked
     }
   }
-  return pids;
+  return result;
+}
+
+/** Every process whose network namespace is the node's: its sshd, sessions, agent and anything they started. */
+export function processesInNetns(netns: string): number[] {
+  return processesByNetns([netns]).get(netns) ?? [];
 }
 
 async function killAndWait(pids: number[], signal: NodeJS.Signals, waitMs: number): Promise<number[]> {
@@ -235,14 +245,18 @@ async function killAndWait(pids: number[], signal: NodeJS.Signals, waitMs: numbe
   return alive;
 }
 
-async function killNetnsProcesses(netns: string): Promise<void> {
+/** Kill every process in these namespaces; returns how many there were. */
+async function killNetnsProcesses(...netnsNames: string[]): Promise<number> {
+  let total = 0;
   // Bounded: a process may fork while we kill, so look again a few times.
   for (let round = 0; round < 5; round++) {
-    const pids = processesInNetns(netns);
-    if (pids.length === 0) return;
+    const pids = [...processesByNetns(netnsNames).values()].flat();
+    if (pids.length === 0) return total;
+    if (round === 0) total = pids.length;
     const left = await killAndWait(pids, 'SIGKILL', 2_000);
-    if (left.length > 0 && round === 4) throw new Error(`processes ${left.join(',')} in ${netns} did not die`);
+    if (left.length > 0 && round === 4) throw new Error(`processes ${left.join(',')} in ${netnsNames.join(' ')} did not die`);
   }
+  return total;
 }
 
 function waitForPort(host: string, port: number, timeoutMs: number, alive: () => boolean): Promise<void> {
@@ -832,10 +846,7 @@ export async function labDown(dir: string, opts: { keepDir?: boolean } = {}): Pr
     .filter((ns) => ns.startsWith(names.netnsPrefix));
 
   // Processes first: a node's mount namespace (and the nsfs mounts it copied) dies with its last process.
-  for (const ns of nsList) {
-    report.killed += processesInNetns(ns).length;
-    await killNetnsProcesses(ns);
-  }
+  report.killed += await killNetnsProcesses(...nsList);
   // An init that failed before joining its netns (or a lab.json pid whose netns is gone) is found by its cmdline.
   let lab: Lab | null = null;
   try {
@@ -850,19 +861,27 @@ export async function labDown(dir: string, opts: { keepDir?: boolean } = {}): Pr
     }
   }
 
-  for (const ns of nsList) {
-    const r = await run(['ip', 'netns', 'del', ns]);
-    if (r.code !== 0 && fs.existsSync(`/run/netns/${ns}`)) throw new Error(`ip netns del ${ns}: ${r.stderr.trim()}`);
-    report.netns.push(ns);
+  // One `ip -batch` for the lot. Deleting a netns destroys its veth peer, but the kernel does that later, so the
+  // host ends are deleted explicitly too (-force: one already gone must not stop the rest).
+  const links = (fs.existsSync('/sys/class/net') ? fs.readdirSync('/sys/class/net') : []).filter(
+    (l) => l.startsWith(names.vethPrefix) || l === names.bridge,
+  );
+  const batch = [
+    ...links.filter((l) => l !== names.bridge).map((l) => `link del ${l}`),
+    ...(links.includes(names.bridge) ? [`link del ${names.bridge}`] : []),
+    ...nsList.map((ns) => `netns del ${ns}`),
+  ];
+  if (batch.length > 0) await run(['ip', '-force', '-batch', '-'], { stdin: `${batch.join('\n')}\n` });
+  const leftNs = nsList.filter((ns) => fs.existsSync(`/run/netns/${ns}`));
+  const leftLinks = links.filter((l) => fs.existsSync(`/sys/class/net/${l}`));
+  // A veth whose netns was just deleted may vanish on its own a moment later.
+  for (let i = 0; i < 50 && leftLinks.some((l) => fs.existsSync(`/sys/class/net/${l}`)); i++) await sleep(20);
+  const stillLinks = leftLinks.filter((l) => fs.existsSync(`/sys/class/net/${l}`));
+  if (leftNs.length > 0 || stillLinks.length > 0) {
+    throw new Error(`down left ${[...leftNs, ...stillLinks].join(', ')} behind`);
   }
-  // Deleting a netns destroys its veth peer; whatever host-side link is left (a failed up) goes here.
-  for (const link of fs.existsSync('/sys/class/net') ? fs.readdirSync('/sys/class/net') : []) {
-    if (link === names.bridge || link.startsWith(names.vethPrefix)) {
-      const r = await run(['ip', 'link', 'del', link]);
-      if (r.code !== 0 && fs.existsSync(`/sys/class/net/${link}`)) throw new Error(`ip link del ${link}: ${r.stderr.trim()}`);
-      report.links.push(link);
-    }
-  }
+  report.netns = nsList;
+  report.links = links;
   releaseSubnets(abs);
 
   report.strayMounts = fs
@@ -1026,8 +1045,7 @@ export async function labFault(dir: string, fault: LabFault): Promise<string> {
     }
     case 'crash': {
       const agentWasRunning = agentPid(n) > 0;
-      const count = processesInNetns(n.netns).length;
-      await killNetnsProcesses(n.netns);
+      const count = await killNetnsProcesses(n.netns);
       fs.writeFileSync(path.join(n.root, 'crashed.json'), `${JSON.stringify({ agentWasRunning, at: new Date().toISOString() })}\n`);
       n.sshdPid = 0;
       saveLab(lab);
