@@ -241,7 +241,7 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
         const what = /regen:backup-failed (.*)/.exec(res.stderr)?.[1] ?? dir;
         throw new CommandFailedError(
           node,
-          `backup on ${node} failed at ${what} (disk full?); the partial backup was removed and nothing else was touched: ${tail(res.stderr)}`,
+          `backup on ${node} failed at ${what} (disk full?): nothing was removed from the node (only the partial copy in ${dir} was deleted again)`,
           res.code,
           `free space under /var/backups on ${node}, then resume the run`,
         );
