@@ -85,7 +85,7 @@ export function openStore(path: string, opts: OpenStoreOptions = {}): Store {
       migrate(db);
       if (!memory) restrictMode(path);
     }
-    return new SqliteStore(db, path, opts.now ?? Date.now);
+    return guardStoreErrors(new SqliteStore(db, path, opts.now ?? Date.now), path);
   } catch (err) {
     db?.close();
     throw toOpenError(path, err);
@@ -157,6 +157,46 @@ function toOpenError(path: string, err: unknown): unknown {
     return new StoreError(`cannot open database ${path}: ${err.message}`, 'check the path and its permissions, or use another --db', err);
   }
   return err;
+}
+
+/**
+ * SQLite failures the operator can act on (busy past the timeout, disk full, file unwritable or damaged) become
+ * StoreErrors, so they are reported as store problems with a next step rather than as internal errors.
+ * Constraint violations stay as they are: they are bugs in the caller, not conditions of the database.
+ */
+function toRuntimeError(path: string, err: unknown): unknown {
+  if (!(err instanceof Database.SqliteError)) return err;
+  const code = err.code;
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
+    return new StoreError(
+      `database ${path} stayed locked by another process for more than ${BUSY_TIMEOUT_MS / 1_000} s`,
+      'check for another regen process using the same --db, then retry',
+      err,
+    );
+  }
+  if (code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT')) return damagedDatabase(path, err.message, err);
+  if (code === 'SQLITE_FULL') return new StoreError(`database ${path}: the disk is full`, 'free some space, then resume the run', err);
+  if (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_IOERR') || code.startsWith('SQLITE_CANTOPEN') || code === 'SQLITE_PERM') {
+    return new StoreError(`cannot write database ${path}: ${err.message} (${code})`, 'check the file, its directory and their permissions, or use another --db', err);
+  }
+  return err;
+}
+
+function guardStoreErrors(store: SqliteStore, path: string): Store {
+  for (const name of Object.getOwnPropertyNames(SqliteStore.prototype)) {
+    const method = (SqliteStore.prototype as unknown as Record<string, unknown>)[name];
+    if (name === 'constructor' || typeof method !== 'function') continue;
+    Object.defineProperty(store, name, {
+      value: (...args: unknown[]) => {
+        try {
+          return (method as (...a: unknown[]) => unknown).apply(store, args);
+        } catch (err) {
+          throw toRuntimeError(path, err);
+        }
+      },
+    });
+  }
+  return store;
 }
 
 /** Whether a process with this pid exists on this host (EPERM: it exists but belongs to someone else). */

@@ -233,7 +233,9 @@ describe('opening', () => {
     newRun(store(path));
     const ro = store(path, { readonly: true });
     expect(ro.getRun('r1')?.status).toBe('running');
-    expect(() => newRun(ro, 'r2')).toThrow();
+    const err = catchError(() => newRun(ro, 'r2'));
+    expect(err).toBeInstanceOf(StoreError);
+    expect((err as StoreError).message).toMatch(/cannot write database/);
   });
 
   it('defaultDbPath: $REGEN_DB, then $XDG_STATE_HOME, then ~/.local/state', () => {
