@@ -98,7 +98,8 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
 
   /** A failure message from a command's own output; a secret the port holds is masked in it as well. */
   function failed(node: string, what: string, res: ExecResult, hint?: string, secret?: Secret): CommandFailedError {
-    let out = tail(res.stderr.trim() !== '' ? res.stderr : res.stdout);
+    const [err, std] = [tail(res.stderr, 300), tail(res.stdout, 200)];
+    let out = err !== '' && std !== '' ? `${err} | stdout: ${std}` : err + std;
     if (secret !== undefined) out = out.split(secret.reveal()).join(MASK);
     return new CommandFailedError(node, `${what} failed on ${node} (exit ${res.code})${out === '' ? '' : `: ${out}`}`, res.code, hint);
   }
