@@ -1,17 +1,39 @@
 /**
  * vitest global setup for the lab tests: install what the lab needs, check the host can run it, build dist/ when
  * stale (the nodes run compiled code). Not root → lab tests skip (each file says why); CI=true and not root, or a
- * missing capability → the run fails here, before any test.
+ * missing capability → the run fails here, before any test. The teardown downs any test lab a killed test worker
+ * left behind.
  */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { labDown } from './lab.js';
 import { build, ensurePackages, isRoot, labSkipReason, missingCapabilities, staleDist } from './prereq.js';
 
-export default function setup(): void {
+/** Labs made by withLab (mkdtemp under the temp dir with this prefix) that are still claimed. */
+function testLabsStillUp(): string[] {
+  const claims = '/run/regen-lab/subnets';
+  if (!fs.existsSync(claims)) return [];
+  const prefix = path.join(os.tmpdir(), 'regen-lab-');
+  return fs
+    .readdirSync(claims)
+    .map((c) => {
+      try {
+        return fs.readFileSync(path.join(claims, c), 'utf8');
+      } catch {
+        return '';
+      }
+    })
+    .filter((dir) => dir.startsWith(prefix));
+}
+
+export default function setup(): (() => Promise<void>) | undefined {
   const skip = labSkipReason();
   if (skip) {
     console.warn(`lab: ${skip}; lab tests will be skipped`);
-    return;
+    return undefined;
   }
-  if (!isRoot()) return;
+  if (!isRoot()) return undefined;
   ensurePackages((l) => console.warn(`lab: ${l}`));
   const missing = missingCapabilities();
   if (missing.length > 0) throw new Error(`lab: this host cannot run the lab: ${missing.join('; ')}`);
@@ -20,4 +42,11 @@ export default function setup(): void {
     console.warn(`lab: dist/ is stale (${stale.length} sources newer); building`);
     build();
   }
+  return async () => {
+    for (const dir of testLabsStillUp()) {
+      console.warn(`lab: taking down ${dir}, left up by a test that did not finish`);
+      await labDown(dir).catch((e: unknown) => console.warn(`lab: down ${dir}: ${String(e)}`));
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  };
 }

@@ -523,6 +523,8 @@ async function build(dir: string, opts: LabUpOptions, mesh: boolean, log: (l: st
   const zx = await userIds('zextras');
   fs.mkdirSync(path.join(dir, 'cluster'), { recursive: true });
   fs.mkdirSync(path.join(dir, 'nodes'), { recursive: true });
+  // Read by the simulation when it creates the mesh state; afterwards state.json's preferredLeader rules.
+  fs.writeFileSync(path.join(dir, 'cluster', 'preferred-leader'), `${lab.leader}\n`);
 
   // Keys: one client key for the whole lab, one host key per node, all generated at once.
   const secret = opts.secret ?? randomBytes(18).toString('base64url');
@@ -1088,13 +1090,12 @@ export async function labFault(dir: string, fault: LabFault): Promise<string> {
     }
     case 'leader': {
       const file = clusterStatePath(lab);
+      fs.writeFileSync(path.join(lab.dir, 'cluster', 'preferred-leader'), `${n.name}\n`);
       if (fs.existsSync(file)) {
         const s = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
         s.preferredLeader = n.name;
         fs.writeFileSync(`${file}.tmp`, `${JSON.stringify(s, null, 2)}\n`);
         fs.renameSync(`${file}.tmp`, file);
-      } else {
-        fs.writeFileSync(path.join(lab.dir, 'cluster', 'preferred-leader'), `${n.name}\n`);
       }
       return `${n.name}: now the preferred leader`;
     }
