@@ -10,7 +10,7 @@
  * A dropped connection during the effect is an unknown outcome: the probe runs right away when the node answers,
  * and on resume when it does not.
  */
-import { NeedsOperatorError, OutcomeUnknownError, RegenError, toErrorRecord } from './errors.js';
+import { NeedsOperatorError, OutcomeUnknownError, RegenError, toErrorRecord, type ErrorRecord } from './errors.js';
 import type { JournalRow, Store } from '../store/types.js';
 
 export type Probe<T> = { state: 'done'; result: T } | { state: 'not-done' } | { state: 'unknown'; why: string };
@@ -34,7 +34,7 @@ export interface JournalHooks {
   afterWrite?: (what: 'intent' | 'outcome' | 'probe', row: { step: string; node: string; round: number }) => void;
   /** Progress reporting. */
   onStart?: (e: { step: string; node: string; round: number; at: number }) => void;
-  onFinish?: (e: { step: string; node: string; round: number; at: number; durationMs: number; outcome: 'done' | 'failed' | 'unknown' | 'skipped'; error?: string }) => void;
+  onFinish?: (e: { step: string; node: string; round: number; at: number; durationMs: number; outcome: 'done' | 'failed' | 'unknown' | 'skipped'; error?: ErrorRecord }) => void;
 }
 
 export interface Journal {
@@ -123,7 +123,7 @@ export async function durableStep<T>(j: Journal, spec: StepSpec<T>, reapplyLeft 
     }
     j.store.endStep(id, 'failed', { error: toErrorRecord(err) }, j.now());
     j.hooks?.afterWrite?.('outcome', key);
-    j.hooks?.onFinish?.({ ...key, at: j.now(), durationMs: j.now() - started, outcome: 'failed', error: err instanceof Error ? err.message : String(err) });
+    j.hooks?.onFinish?.({ ...key, at: j.now(), durationMs: j.now() - started, outcome: 'failed', error: toErrorRecord(err) });
     throw err;
   }
 }

@@ -182,6 +182,7 @@ export const recoveryMachine = setup({
   states: {
     preflight: {
       invoke: {
+        id: 'preflight',
         src: 'preflight',
         input: ({ context }) => ({ inventory: context.inventory }),
         onDone: { target: 'leaderCheck', actions: assign({ nodes: ({ event }) => event.output.nodes, warnings: ({ event }) => event.output.warnings }) },
@@ -190,6 +191,7 @@ export const recoveryMachine = setup({
     },
     leaderCheck: {
       invoke: {
+        id: 'leaderCheck',
         src: 'leaderCheck',
         input: ({ context }) => ({
           nodes: context.nodes,
@@ -222,6 +224,7 @@ export const recoveryMachine = setup({
     },
     backup: {
       invoke: {
+        id: 'backup',
         src: 'backup',
         input: ({ context }) => ({ nodes: context.nodes }),
         onDone: 'leader',
@@ -233,6 +236,7 @@ export const recoveryMachine = setup({
       states: {
         resetIndex: {
           invoke: {
+            id: 'readResetIndex',
             src: 'readResetIndex',
             input: ({ context }) => ({ leader: leaderOf(context), round: context.round }),
             onDone: { target: 'resetFile', actions: assign({ resetIndex: ({ event }) => event.output }) },
@@ -241,6 +245,7 @@ export const recoveryMachine = setup({
         },
         resetFile: {
           invoke: {
+            id: 'writeResetFile',
             src: 'writeResetFile',
             input: ({ context }) => ({ leader: leaderOf(context), index: context.resetIndex ?? -1, round: context.round }),
             onDone: 'stop',
@@ -249,6 +254,7 @@ export const recoveryMachine = setup({
         },
         stop: {
           invoke: {
+            id: 'stopLeader',
             src: 'stopLeader',
             input: ({ context }) => ({ leader: leaderOf(context), round: context.round }),
             onDone: 'wipe',
@@ -257,6 +263,7 @@ export const recoveryMachine = setup({
         },
         wipe: {
           invoke: {
+            id: 'wipeLeader',
             src: 'wipeLeader',
             input: ({ context }) => ({ leader: leaderOf(context), round: context.round }),
             onDone: 'setup',
@@ -265,6 +272,7 @@ export const recoveryMachine = setup({
         },
         setup: {
           invoke: {
+            id: 'setupLeader',
             src: 'setupLeader',
             input: ({ context }) => ({ leader: leaderOf(context), round: context.round }),
             onDone: { target: 'verify', actions: assign({ credentialsSha256: ({ event }) => event.output.credentialsSha256 }) },
@@ -273,6 +281,7 @@ export const recoveryMachine = setup({
         },
         verify: {
           invoke: {
+            id: 'verifyLeader',
             src: 'verifyLeader',
             input: ({ context }) => ({ leader: leaderOf(context), round: context.round }),
             onDone: 'regenerated',
@@ -285,6 +294,7 @@ export const recoveryMachine = setup({
     },
     followers: {
       invoke: {
+        id: 'setUpFollowers',
         src: 'setUpFollowers',
         input: ({ context }) => ({
           leader: leaderOf(context),
@@ -299,6 +309,7 @@ export const recoveryMachine = setup({
     },
     finalVerify: {
       invoke: {
+        id: 'finalVerify',
         src: 'finalVerify',
         input: ({ context }) => ({ leader: leaderOf(context), nodes: context.nodes, credentialsSha256: context.credentialsSha256 ?? '' }),
         onDone: [{ guard: 'wantsRevoke', target: 'harden' }, { target: 'done' }],
@@ -307,6 +318,7 @@ export const recoveryMachine = setup({
     },
     harden: {
       invoke: {
+        id: 'revokeOldTokens',
         src: 'revokeOldTokens',
         input: ({ context }) => ({ leader: leaderOf(context) }),
         onDone: 'done',

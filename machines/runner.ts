@@ -6,6 +6,7 @@
 import { hostname } from 'node:os';
 import { createActor, type Snapshot } from 'xstate';
 import type { Secret } from '../adapters/secrets/secret.js';
+import type { ProgressEvent } from '../adapters/terminal/events.js';
 import type { RunStatus, Store } from '../store/types.js';
 import { makeActors, type ActorHooks } from './actors.js';
 import type { JournalHooks } from './durable.js';
@@ -15,13 +16,8 @@ import type { Warning } from './plan.js';
 import { MACHINE_VERSION, recoveryMachine, stateString, type RegenContext, type RunOptions } from './recovery.js';
 import { STEP_NAMES } from './steps.js';
 
-export type RunEvent =
-  | { type: 'run.started'; runId: string; cluster: string; nodes: string[]; at: number; resumed: boolean }
-  | { type: 'run.state'; runId: string; state: string; at: number }
-  | { type: 'step.started'; runId: string; step: string; node: string; attempt: number; at: number }
-  | { type: 'step.finished'; runId: string; step: string; node: string; attempt: number; at: number; durationMs: number; outcome: 'done' | 'failed' | 'unknown' | 'skipped'; error?: string }
-  | { type: 'warning'; runId: string; message: string; node?: string; at: number }
-  | { type: 'run.finished'; runId: string; status: RunStatus; state: string; at: number; downtimeMs?: number; error?: ErrorRecord };
+/** Progress events, in the shapes adapters/terminal publishes (events.schema.json). */
+export type RunEvent = ProgressEvent;
 
 export interface RunDeps {
   store: Store;
@@ -72,7 +68,6 @@ export function newRunId(now: number): string {
 export async function startRun(deps: RunDeps, args: { inventory: Inventory; options: RunOptions; runId?: string }): Promise<RunResult> {
   const now = deps.now ?? Date.now;
   const runId = args.runId ?? newRunId(now());
-  if (!deps.secret) throw new RegenError('usage', 'a new run needs the mesh secret', { hint: 'pass --password-file FILE or set REGEN_MESH_PASSWORD' });
   // Take the lock before creating anything: a second run against the same cluster changes nothing.
   const lockArgs = { cluster: args.inventory.cluster, runId, pid: process.pid, host: hostname() };
   deps.store.acquireLock(lockArgs);
@@ -188,6 +183,7 @@ async function drive(
     onDowntimeStart: (at: number) => {
       const run = store.getRun(runId);
       if (run && run.downtimeStartedAt === null) store.updateRun(runId, { downtimeStartedAt: at });
+      emit({ type: 'run.state', runId, state: 'leader.stop', at, downtimeStartedAt: run?.downtimeStartedAt ?? at });
     },
     journal: {
       store,
@@ -197,8 +193,18 @@ async function drive(
       hooks: {
         ...(deps.journalHooks?.afterWrite ? { afterWrite: deps.journalHooks.afterWrite } : {}),
         onStart: (e: { step: string; node: string; round: number; at: number }) => emit({ type: 'step.started', runId, step: e.step, node: e.node, attempt: e.round, at: e.at }),
-        onFinish: (e: { step: string; node: string; round: number; at: number; durationMs: number; outcome: 'done' | 'failed' | 'unknown' | 'skipped'; error?: string }) =>
-          emit({ type: 'step.finished', runId, step: e.step, node: e.node, attempt: e.round, at: e.at, durationMs: e.durationMs, outcome: e.outcome, ...(e.error === undefined ? {} : { error: e.error }) }),
+        onFinish: (e: { step: string; node: string; round: number; at: number; durationMs: number; outcome: 'done' | 'failed' | 'unknown' | 'skipped'; error?: ErrorRecord }) =>
+          emit({
+            type: 'step.finished',
+            runId,
+            step: e.step,
+            node: e.node,
+            attempt: e.round,
+            at: e.at,
+            durationMs: e.durationMs,
+            outcome: e.outcome,
+            ...(e.error === undefined ? {} : { error: e.error }),
+          }),
       },
     },
   };
@@ -240,7 +246,7 @@ async function drive(
             emit({ type: 'warning', runId, message: w.message, ...(w.node === undefined ? {} : { node: w.node }), at: now() });
           }
         }
-        if (state !== lastState) emit({ type: 'run.state', runId, state, at: now() });
+        if (state !== lastState) emit({ type: 'run.state', runId, state, at: now(), ...(ctx.leader ? { leader: ctx.leader } : {}) });
         lastState = state;
         deps.afterTransition?.(seq, state);
       } catch (err) {
@@ -278,7 +284,8 @@ async function drive(
     });
   const guard = actor.subscribe({ error: (err) => (actorError ??= err) });
 
-  emit({ type: 'run.started', runId, cluster, nodes: start.input.inventory.nodes.map((n) => n.name), at: now(), resumed });
+  emit({ type: 'run.started', runId, cluster, nodes: start.input.inventory.nodes.map((n) => n.name), at: now() });
+  void resumed;
   actor.start();
   // A restored failed/needsOperator run goes on from where it stopped.
   const initialState = stateString(actor.getSnapshot().value);
@@ -296,6 +303,9 @@ async function drive(
       }
       break;
     }
+  } catch (err) {
+    store.releaseLock(cluster, runId);
+    throw err;
   } finally {
     guard.unsubscribe();
     actor.stop();
@@ -317,7 +327,7 @@ async function drive(
   }
   const run = store.getRun(runId);
   const downtimeMs = run?.downtimeStartedAt ? (run.downtimeEndedAt ?? now()) - run.downtimeStartedAt : undefined;
-  emit({ type: 'run.finished', runId, status, state, at: now(), ...(downtimeMs === undefined ? {} : { downtimeMs }), ...(error ? { error } : {}) });
+  if (status !== 'running') emit({ type: 'run.finished', runId, status, at: now(), ...(downtimeMs === undefined ? {} : { downtimeMs }) });
   store.releaseLock(cluster, runId);
   return { runId, status, state, context: snap.context, error };
 }

@@ -1,0 +1,80 @@
+/**
+ * regen resume [RUN]: continue a run from its last persisted transition. Interrupted steps are probed on their
+ * node, never blindly repeated; the leader and every node-bound step stay on the node recorded at the time.
+ */
+import { UsageError } from '../../machines/errors.js';
+import type { Inventory } from '../../machines/port.js';
+import { resumeRun, type RunDeps } from '../../machines/runner.js';
+import type { Io } from '../io.js';
+import type { ConnectOptions } from '../main.js';
+import { interruptHandling, makeNodePort, makeReporter, obtainSecret, openRegenStore, summarize, type PortFactory } from '../wiring.js';
+import { confirmByName, exitFor } from './start.js';
+import { renderPlan } from '../plan-view.js';
+
+export interface ResumeOptions extends ConnectOptions {
+  db: string | undefined;
+  json: boolean;
+  run: string | undefined;
+  passwordFile: string | undefined;
+  maxRecoveries: number;
+  yes: boolean;
+  makePort?: PortFactory;
+  runDeps?: Partial<Pick<RunDeps, 'now' | 'sleep' | 'convergeTimeoutMs' | 'journalHooks' | 'afterTransition' | 'heartbeatMs'>>;
+}
+
+export async function resume(o: ResumeOptions, io: Io): Promise<number> {
+  const store = await openRegenStore(o.db, io.env);
+  try {
+    const run = o.run ? store.getRun(o.run) : store.latestUnfinishedRun();
+    if (!run) {
+      throw new UsageError(o.run ? `no run ${o.run} in ${store.path}` : `no unfinished run in ${store.path}`, 'regen runs lists the runs; --db selects another database');
+    }
+    // Once the leader is set up, the secret can be read back from it; before that it must be given again.
+    const leaderSetUp = store.journal(run.id, { step: 'leader.setup' }).some((r) => r.outcome === 'done' || r.outcome === 'skipped');
+    const secret = await obtainSecret({ passwordFile: o.passwordFile, generate: false, io: { ...io, stdinIsTTY: leaderSetUp ? false : io.stdinIsTTY }, required: false, newSecret: false });
+    if (!secret && !leaderSetUp && pastConfirmation(store, run.id)) {
+      throw new UsageError(
+        `run ${run.id} has not set up the leader yet, so the mesh secret must be given again (it is never stored)`,
+        'regen resume --password-file FILE, or set REGEN_MESH_PASSWORD',
+      );
+    }
+    const inventory = JSON.parse(run.inventoryJson) as Inventory;
+    const reporter = await makeReporter(o.json, io);
+    const port = await (o.makePort ?? makeNodePort)(inventory, o, store, io);
+    const interrupts = interruptHandling(io, reporter);
+    try {
+      const result = await resumeRun(
+        {
+          store,
+          port,
+          secret,
+          maxRecoveries: o.maxRecoveries,
+          ...o.runDeps,
+          onEvent: (e) => reporter.event(e),
+          shouldStop: interrupts.shouldStop,
+          // A run that stopped at its confirmation asks again (nothing has changed yet).
+          confirm: async (ctx) => {
+            if (o.yes) return true;
+            if (!io.stdinIsTTY) throw new UsageError(`run ${run.id} is waiting for its confirmation and there is no terminal to ask on`, `regen resume ${run.id} --yes`);
+            io.err(renderPlan(ctx, { color: io.isTTY }));
+            return confirmByName(ctx, io);
+          },
+        },
+        run.id,
+      );
+      reporter.close();
+      io.err(summarize(result, { dryRun: false }));
+      return exitFor(result);
+    } finally {
+      interrupts.dispose();
+      reporter.close();
+      await port.close();
+    }
+  } finally {
+    store.close();
+  }
+}
+
+function pastConfirmation(store: { listTransitions(runId: string): { event: string }[] }, runId: string): boolean {
+  return store.listTransitions(runId).some((t) => t.event === 'CONFIRM');
+}

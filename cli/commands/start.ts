@@ -1,0 +1,130 @@
+/**
+ * regen start / regen plan: load the inventory, get the secret, read every node (preflight, leader check), show the
+ * plan, confirm the downtime, then run the machine to the end or to the first point that needs the operator.
+ */
+import type { Inventory, NodePort } from '../../machines/port.js';
+import { RegenError, UsageError } from '../../machines/errors.js';
+import type { RegenContext } from '../../machines/recovery.js';
+import { startRun, type RunDeps, type RunResult } from '../../machines/runner.js';
+import type { Secret } from '../../adapters/secrets/secret.js';
+import type { Store } from '../../store/types.js';
+import type { Io } from '../io.js';
+import type { ConnectOptions } from '../main.js';
+import { exitCodeForKind, EXIT } from '../exit-codes.js';
+import { makeReporter, openRegenStore, obtainSecret, makeNodePort, interruptHandling, summarize, type PortFactory } from '../wiring.js';
+import { renderPlan } from '../plan-view.js';
+
+export interface StartOptions extends ConnectOptions {
+  db: string | undefined;
+  json: boolean;
+  inventory: string;
+  inventoryFormat: 'auto' | 'yaml' | 'json' | 'ansible';
+  cluster: string | undefined;
+  leader: string | undefined;
+  yes: boolean;
+  parallel: number;
+  dryRun: boolean;
+  revokeOldTokens: boolean;
+  maxUnitRounds: number;
+  passwordFile: string | undefined;
+  generatePassword: boolean;
+  /** Tests provide the node port (the fake cluster); default: SSH + Carbonio commands. */
+  makePort?: PortFactory;
+  /** Tests pin time and polling. */
+  runDeps?: Partial<Pick<RunDeps, 'now' | 'sleep' | 'convergeTimeoutMs' | 'journalHooks' | 'afterTransition' | 'heartbeatMs'>>;
+  runId?: string;
+}
+
+export async function start(o: StartOptions, io: Io): Promise<number> {
+  if (!Number.isInteger(o.parallel) || o.parallel < 1) throw new UsageError(`--parallel must be a whole number ≥ 1 (got ${o.parallel})`, '--parallel 4');
+  if (!Number.isInteger(o.maxUnitRounds) || o.maxUnitRounds < 1) throw new UsageError('--max-unit-rounds must be a whole number ≥ 1');
+  const { loadInventory } = await import('../../adapters/inventory/index.js');
+  const inventory: Inventory = loadInventory(o.inventory, { format: o.inventoryFormat, ...(o.cluster === undefined ? {} : { cluster: o.cluster }) });
+  if (o.leader !== undefined && !inventory.nodes.some((n) => n.name === o.leader)) {
+    throw new UsageError(`--leader ${o.leader} is not a node of the inventory (nodes: ${inventory.nodes.map((n) => n.name).join(', ')})`, 'pass one of the inventory names to --leader');
+  }
+  if (!o.dryRun && !o.yes && !io.stdinIsTTY) {
+    throw new UsageError('regen start needs a confirmation of the mesh downtime and there is no terminal to ask on', 'pass --yes (after reading regen plan), or run it in a terminal');
+  }
+  const secret: Secret | null = o.dryRun ? null : await obtainSecret({ passwordFile: o.passwordFile, generate: o.generatePassword, inventoryPath: o.inventory, io, required: true, newSecret: true });
+
+  // Plan mode records nothing: the same machine runs against an in-memory store and stops at confirmation.
+  const store: Store = o.dryRun ? await openRegenStore(':memory:') : await openRegenStore(o.db, io.env);
+  const reporter = await makeReporter(o.json, io);
+  const port: NodePort = await (o.makePort ?? makeNodePort)(inventory, o, store, io);
+  const interrupts = interruptHandling(io, reporter);
+  try {
+    const result: RunResult = await startRun(
+      {
+        store,
+        port,
+        secret,
+        ...o.runDeps,
+        onEvent: (e) => reporter.event(e),
+        shouldStop: interrupts.shouldStop,
+        ...(o.dryRun
+          ? {}
+          : {
+              confirm: async (ctx: RegenContext) => {
+                if (!o.json) io.err(renderPlan(ctx, { color: io.isTTY }));
+                if (o.yes) return true;
+                return confirmByName(ctx, io);
+              },
+            }),
+      },
+      {
+        inventory,
+        options: { parallel: o.parallel, maxUnitRounds: o.maxUnitRounds, revokeOldTokens: o.revokeOldTokens, ...(o.leader === undefined ? {} : { leader: o.leader }) },
+        ...(o.runId === undefined ? {} : { runId: o.runId }),
+      },
+    );
+    reporter.close();
+    if (o.dryRun) {
+      if (result.state === 'confirming') {
+        if (o.json) io.out(`${JSON.stringify({ type: 'plan', plan: planJson(result.context) })}\n`);
+        else io.out(renderPlan(result.context, { color: io.isTTY }));
+        return EXIT.ok;
+      }
+      io.err(summarize(result, { dryRun: true }));
+      return result.error ? exitCodeForKind(result.error.kind) : EXIT.internal;
+    }
+    io.err(summarize(result, { dryRun: false }));
+    return exitFor(result);
+  } finally {
+    interrupts.dispose();
+    reporter.close();
+    await port.close();
+    store.close();
+  }
+}
+
+export function exitFor(result: RunResult): number {
+  if (result.status === 'done') return EXIT.ok;
+  if (result.status === 'aborted') return EXIT.aborted;
+  if (result.error) return exitCodeForKind(result.error.kind);
+  return result.status === 'needs-operator' ? EXIT.needsOperator : EXIT.stepFailed;
+}
+
+/** The operator types the cluster name to go on (a yes/no is too easy to give by reflex during an incident). */
+export async function confirmByName(ctx: RegenContext, io: Io): Promise<boolean> {
+  const { createInterface } = await import('node:readline/promises');
+  const rl = createInterface({ input: io.stdin, output: io.stderr, terminal: io.stdinIsTTY });
+  try {
+    const answer = await rl.question(`\nThe mesh will be DOWN from the leader's stop until every node is set up again.\nType the cluster name (${ctx.cluster}) to go on, anything else to abort: `);
+    return answer.trim() === ctx.cluster;
+  } finally {
+    rl.close();
+  }
+}
+
+export function planJson(ctx: RegenContext) {
+  return {
+    cluster: ctx.cluster,
+    leader: ctx.leader,
+    leaderAddress: ctx.leaderAddress,
+    nodes: ctx.nodes.map((n) => ({ name: n.name, role: n.role, kind: n.kind, profile: n.profile, bindAddress: n.bindAddress })),
+    warnings: ctx.warnings,
+  };
+}
+
+export { RegenError };

@@ -1,0 +1,236 @@
+#!/usr/bin/env node
+/**
+ * regen's command line. Each command is declared here and lazily imports its module, a plain async function
+ * taking typed options (tests call those directly). Errors become exit codes in one place (cli/exit-codes.ts).
+ */
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import yargs, { type Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { EXIT, exitCodeFor } from './exit-codes.js';
+import { processIo, type Io } from './io.js';
+
+function globalOptions<T>(y: Argv<T>) {
+  return y
+    .option('db', { type: 'string', describe: 'state database (default: $REGEN_DB, else $XDG_STATE_HOME/regen/regen.db)' })
+    .option('json', { type: 'boolean', default: false, describe: 'newline-delimited JSON on stdout' });
+}
+
+function connectOptions<T>(y: Argv<T>) {
+  return y
+    .option('ssh-config', { type: 'string', describe: 'OpenSSH client config (default ~/.ssh/config)' })
+    .option('known-hosts', { type: 'string', describe: 'known_hosts file (default ~/.ssh/known_hosts)' })
+    .option('accept-new-host-keys', { type: 'boolean', default: false, describe: 'trust and record host keys not yet known (never a changed key)' })
+    .option('connect-timeout', { type: 'number', default: 10, describe: 'seconds to wait for an SSH connection' })
+    .option('command-timeout', { type: 'number', default: 300, describe: 'seconds a single remote command may take' });
+}
+
+function secretOptions<T>(y: Argv<T>) {
+  return y
+    .option('password-file', { type: 'string', describe: 'file holding the mesh secret (mode 0600); else $REGEN_MESH_PASSWORD, the Ansible _consulpassword file, or a hidden prompt' })
+    .option('generate-password', { type: 'boolean', default: false, describe: 'generate a new random mesh secret (printed nowhere: read it later from the leader\'s /var/lib/service-discover/password)' });
+}
+
+export async function main(argv: string[], io: Io = processIo()): Promise<number> {
+  let code: number = EXIT.ok;
+  const run = async (fn: () => Promise<number>) => {
+    code = await fn();
+  };
+  const parser = yargs(argv)
+    .scriptName('regen')
+    .usage('$0 <command> [options]\n\nRegenerate the credentials of a Carbonio Mesh (service-discover / Consul) over SSH, resumably.')
+    .command(
+      'start',
+      'regenerate the mesh credentials (plan, confirm, then run)',
+      (y) =>
+        secretOptions(connectOptions(globalOptions(y)))
+          .option('inventory', { alias: 'i', type: 'string', demandOption: true, describe: 'inventory file (regen YAML/JSON or Carbonio Ansible INI)' })
+          .option('inventory-format', { choices: ['auto', 'yaml', 'json', 'ansible'] as const, default: 'auto' as const })
+          .option('cluster', { type: 'string', describe: 'cluster name (Ansible inventories: default the file name)' })
+          .option('leader', { type: 'string', describe: 'node to regenerate on, overriding leader detection' })
+          .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'confirm the mesh downtime without asking' })
+          .option('parallel', { type: 'number', default: 4, describe: 'followers set up at once' })
+          .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and change nothing (same as regen plan)' })
+          .option('revoke-old-tokens', { type: 'boolean', default: false, describe: 'after verification, delete the management tokens older than the new one' })
+          .option('max-unit-rounds', { type: 'number', default: 3, describe: 'attempts of wipe + setup per node before stopping' }),
+      (a) => run(async () => (await import('./commands/start.js')).start(toStartOptions(a), io)),
+    )
+    .command(
+      'plan',
+      'show what start would do, reading every node; changes nothing',
+      (y) =>
+        secretOptions(connectOptions(globalOptions(y)))
+          .option('inventory', { alias: 'i', type: 'string', demandOption: true })
+          .option('inventory-format', { choices: ['auto', 'yaml', 'json', 'ansible'] as const, default: 'auto' as const })
+          .option('cluster', { type: 'string' })
+          .option('leader', { type: 'string' })
+          .option('parallel', { type: 'number', default: 4 }),
+      (a) => run(async () => (await import('./commands/start.js')).start({ ...toStartOptions({ ...a, yes: false, 'dry-run': true }), dryRun: true }, io)),
+    )
+    .command(
+      'resume [run]',
+      'continue a run from its last completed step (default: the latest unfinished run)',
+      (y) =>
+        secretOptions(connectOptions(globalOptions(y)))
+          .positional('run', { type: 'string' })
+          .option('max-recoveries', { type: 'number', default: 20, describe: 'cap on resumes of one run' })
+          .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'confirm the downtime if the run stopped before its confirmation' }),
+      (a) =>
+        run(async () =>
+          (await import('./commands/resume.js')).resume(
+            {
+              ...connectFrom(a),
+              db: a.db,
+              json: a.json,
+              run: a.run,
+              passwordFile: a['password-file'],
+              maxRecoveries: a['max-recoveries'],
+              yes: a.yes,
+            },
+            io,
+          ),
+        ),
+    )
+    .command(
+      'status [run]',
+      'where a run stands: state, leader, downtime, a node × step view, what to do next',
+      (y) => globalOptions(y).positional('run', { type: 'string' }).option('watch', { type: 'boolean', default: false }),
+      (a) => run(async () => (await import('./commands/status.js')).status({ db: a.db, json: a.json, run: a.run, watch: a.watch }, io)),
+    )
+    .command(
+      'runs',
+      'list the runs in the database',
+      (y) => globalOptions(y),
+      (a) => run(async () => (await import('./commands/status.js')).runs({ db: a.db, json: a.json }, io)),
+    )
+    .command(
+      'log [run]',
+      'the audit of remote commands (redacted): node, exit code, duration, output tail',
+      (y) => globalOptions(y).positional('run', { type: 'string' }).option('node', { type: 'string' }).option('limit', { type: 'number', default: 200 }),
+      (a) => run(async () => (await import('./commands/status.js')).log({ db: a.db, json: a.json, run: a.run, node: a.node, limit: a.limit }, io)),
+    )
+    .command(
+      'unlock',
+      'remove a stale lock left by a regen process that died',
+      (y) => globalOptions(y).option('cluster', { type: 'string', demandOption: true }),
+      (a) => run(async () => (await import('./commands/admin.js')).unlock({ db: a.db, cluster: a.cluster }, io)),
+    )
+    .command(
+      'abort [run]',
+      'mark an unfinished run aborted (changes no node; backups stay on the nodes)',
+      (y) => globalOptions(y).positional('run', { type: 'string' }),
+      (a) => run(async () => (await import('./commands/admin.js')).abort({ db: a.db, run: a.run }, io)),
+    )
+    .command(
+      'discover',
+      'list the Carbonio servers and mesh servers from a directory node and write an inventory to review',
+      (y) =>
+        connectOptions(globalOptions(y))
+          .option('directory', { type: 'string', demandOption: true, describe: 'SSH host of a Carbonio node (usually the directory server)' })
+          .option('cluster', { type: 'string', demandOption: true })
+          .option('output', { alias: 'o', type: 'string', describe: 'write the inventory here (default: stdout)' }),
+      (a) =>
+        run(async () =>
+          (await import('./commands/discover.js')).discover({ ...connectFrom(a), db: a.db, directory: a.directory, cluster: a.cluster, output: a.output }, io),
+        ),
+    )
+    .demandCommand(1, 'name a command: regen start | plan | resume | status | runs | log | unlock | abort | discover')
+    .strict()
+    .help()
+    .version()
+    .wrap(Math.min(110, process.stdout.columns || 100))
+    .fail((msg, err, y) => {
+      if (err) throw err;
+      void y;
+      io.err(`regen: ${msg}\nrun regen --help for the commands and options\n`);
+      code = EXIT.usage;
+    });
+  try {
+    await parser.parseAsync();
+  } catch (err) {
+    code = reportError(err, io);
+  }
+  return code;
+}
+
+export interface ConnectOptions {
+  sshConfig: string | undefined;
+  knownHosts: string | undefined;
+  acceptNewHostKeys: boolean;
+  connectTimeoutS: number;
+  commandTimeoutS: number;
+}
+
+function connectFrom(a: { 'ssh-config'?: string; 'known-hosts'?: string; 'accept-new-host-keys': boolean; 'connect-timeout': number; 'command-timeout': number }): ConnectOptions {
+  return {
+    sshConfig: a['ssh-config'],
+    knownHosts: a['known-hosts'],
+    acceptNewHostKeys: a['accept-new-host-keys'],
+    connectTimeoutS: a['connect-timeout'],
+    commandTimeoutS: a['command-timeout'],
+  };
+}
+
+type StartArgs = Parameters<typeof connectFrom>[0] & {
+  db?: string;
+  json: boolean;
+  inventory: string;
+  'inventory-format': 'auto' | 'yaml' | 'json' | 'ansible';
+  cluster?: string;
+  leader?: string;
+  yes: boolean;
+  parallel: number;
+  'dry-run': boolean;
+  'revoke-old-tokens'?: boolean;
+  'max-unit-rounds'?: number;
+  'password-file'?: string;
+  'generate-password': boolean;
+};
+
+function toStartOptions(a: StartArgs) {
+  return {
+    ...connectFrom(a),
+    db: a.db,
+    json: a.json,
+    inventory: a.inventory,
+    inventoryFormat: a['inventory-format'],
+    cluster: a.cluster,
+    leader: a.leader,
+    yes: a.yes,
+    parallel: a.parallel,
+    dryRun: a['dry-run'],
+    revokeOldTokens: a['revoke-old-tokens'] ?? false,
+    maxUnitRounds: a['max-unit-rounds'] ?? 3,
+    passwordFile: a['password-file'],
+    generatePassword: a['generate-password'],
+  };
+}
+
+export function reportError(err: unknown, io: Io): number {
+  const code = exitCodeFor(err);
+  const e = err as { message?: string; hint?: string; node?: string };
+  const msg = err instanceof Error ? err.message : String(err);
+  io.err(`regen: ${e.node && !msg.includes(e.node) ? `${e.node}: ` : ''}${msg}\n`);
+  if (e.hint) io.err(`next: ${e.hint}\n`);
+  if (code === EXIT.internal && err instanceof Error && err.stack && process.env['REGEN_DEBUG']) io.err(`${err.stack}\n`);
+  return code;
+}
+
+function invokedDirectly(): boolean {
+  try {
+    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
+  } catch {
+    return false;
+  }
+}
+
+if (invokedDirectly()) {
+  main(hideBin(process.argv)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.exitCode = reportError(err, processIo());
+    },
+  );
+}
