@@ -196,7 +196,9 @@ export function foldLiveState(s: LiveState, e: ProgressEvent): void {
 /** The frame's lines: header, the leader then the followers, the last warnings. */
 export function renderLiveFrame(s: LiveState, now: number, opts: { color?: boolean; columns?: number } = {}): string[] {
   const c = palette(opts.color === true);
-  const width = Math.max(20, (opts.columns ?? 100) - 1);
+  // A pseudo-terminal may report 0 columns: that means unknown, not zero.
+  const columns = opts.columns !== undefined && opts.columns > 0 ? opts.columns : 100;
+  const width = Math.max(20, columns - 1);
   const head: string[] = [c.bold(`regen ${s.runId ?? ''}`.trim())];
   if (s.cluster !== null) head.push(`cluster ${s.cluster}`);
   if (s.state !== null) head.push(`state ${s.state}`);

@@ -3,7 +3,7 @@ import { Redactor } from '../../adapters/secrets/redact.js';
 import { MASK } from '../../adapters/secrets/secret.js';
 import { validateEvent } from '../../adapters/terminal/events.js';
 import type { ProgressEvent } from '../../adapters/terminal/events.js';
-import { jsonReporter, liveReporter, plainLine, plainReporter } from '../../adapters/terminal/reporters.js';
+import { emptyLiveState, foldLiveState, jsonReporter, liveReporter, plainLine, plainReporter, renderLiveFrame } from '../../adapters/terminal/reporters.js';
 import { formatDuration, stripAnsi, truncate, useColor } from '../../adapters/terminal/format.js';
 import { renderLog, renderRuns, renderStatus } from '../../adapters/terminal/status.js';
 import type { StatusView } from '../../adapters/terminal/status.js';
@@ -238,6 +238,14 @@ describe('live reporter', () => {
     expect(shown.length).toBeGreaterThanOrEqual(5);
     expect(shown.at(-1)).toContain('leader.setup     … 4.0s');
     rep.close();
+  });
+
+  it('treats a terminal reporting 0 columns as of unknown width, not as tiny', () => {
+    const s = emptyLiveState();
+    for (const e of EVENTS.slice(0, 5)) foldLiveState(s, e);
+    const frame = renderLiveFrame(s, T0 + 2000, { columns: 0 });
+    expect(frame[1]).toContain('$ service-discover setup 10.0.0.2 --first-instance');
+    expect(renderLiveFrame(s, T0 + 2000, { columns: 40 })[1]?.endsWith('…')).toBe(true);
   });
 
   it('falls back to plain lines when the stream is not a terminal', () => {
