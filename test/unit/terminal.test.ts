@@ -244,8 +244,11 @@ describe('live reporter', () => {
     const s = emptyLiveState();
     for (const e of EVENTS.slice(0, 5)) foldLiveState(s, e);
     const frame = renderLiveFrame(s, T0 + 2000, { columns: 0 });
-    expect(frame[1]).toContain('$ service-discover setup 10.0.0.2 --first-instance');
-    expect(renderLiveFrame(s, T0 + 2000, { columns: 40 })[1]?.endsWith('…')).toBe(true);
+    expect(frame[1]).toContain('$ service-discover setup 10.0.0.2');
+    const narrow = renderLiveFrame(s, T0 + 2000, { columns: 40 });
+    const leaderLine = narrow.find((l) => l.includes('mail2.example.com')) ?? '';
+    expect(leaderLine.endsWith('…')).toBe(true);
+    for (const l of narrow) expect([...l].length).toBeLessThanOrEqual(39);
   });
 
   it('falls back to plain lines when the stream is not a terminal', () => {
