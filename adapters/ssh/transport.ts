@@ -369,14 +369,13 @@ export class SshTransport implements Remote {
       }
     };
 
-    if (opts.signal?.aborted === true) {
+    if (aborted(opts.signal)) {
       throw new RegenError('aborted', `command on ${this.node} not started: aborted`, { node: this.node });
     }
 
     // Connect, and if the connection turns out dead before the command is sent, connect again once.
     let client: Client | undefined;
     let channel: ClientChannel | undefined;
-    let wrapped = '';
     for (let attempt = 0; attempt < 2 && channel === undefined; attempt++) {
       try {
         client = await this.#ensure(opts.signal);
@@ -384,8 +383,11 @@ export class SshTransport implements Remote {
         audit(null, '', err instanceof Error ? err.message : String(err), 'unreachable');
         throw err;
       }
+      if (aborted(opts.signal)) {
+        throw new RegenError('aborted', `command on ${this.node} not started: aborted`, { node: this.node });
+      }
       const sudo = (opts.root ?? true) && this.#user !== 'root';
-      wrapped = wrapCommand(command, {
+      const wrapped = wrapCommand(command, {
         timeoutSec: Math.ceil(timeoutMs / 1000) + 2,
         killAfterSec: o.remoteKillAfterSec ?? 5,
         sudo,
@@ -486,6 +488,8 @@ export class SshTransport implements Remote {
         unknown('command aborted');
       };
       opts.signal?.addEventListener('abort', onAbort, { once: true });
+      // Aborted while the channel was opening: the command may have started, so this is still "unknown".
+      if (aborted(opts.signal)) onAbort();
 
       channel.on('data', (d: Buffer) => out.push(d));
       channel.stderr.on('data', (d: Buffer) => err.push(d));
@@ -817,6 +821,11 @@ export class SshTransport implements Remote {
 }
 
 class NotSent extends Error {}
+
+/** A function, not an inline check, so TypeScript does not assume the flag cannot change across awaits. */
+function aborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true;
+}
 
 function dedupe(xs: string[]): string[] {
   return [...new Set(xs)];
