@@ -14,6 +14,7 @@ export const EXIT = {
   divergence: 7,
   store: 8,
   aborted: 9,
+  unreachable: 10,
 } as const;
 
 export const EXIT_DESCRIPTIONS: Record<keyof typeof EXIT, string> = {
@@ -27,11 +28,13 @@ export const EXIT_DESCRIPTIONS: Record<keyof typeof EXIT, string> = {
   divergence: 'the run was recorded by a different version of the procedure',
   store: 'the state database is damaged, newer than this regen, or not writable',
   aborted: 'stopped by the operator (Ctrl-C or declined confirmation); resumable unless aborted',
+  unreachable: 'a node could not be reached; before the confirmation nothing was changed, after it the run is resumable once the node is back',
 };
 
 const BY_KIND: Record<ErrorKind, number> = {
   usage: EXIT.usage,
   preflight: EXIT.preflight,
+  unreachable: EXIT.unreachable,
   'step-failed': EXIT.stepFailed,
   'needs-operator': EXIT.needsOperator,
   'lock-held': EXIT.lockHeld,

@@ -106,7 +106,7 @@ export async function durableStep<T>(j: Journal, spec: StepSpec<T>, reapplyLeft 
           settled = await settleByProbe(j, spec, row, key, started);
         } catch (probeErr) {
           if (probeErr instanceof RegenError && probeErr.kind === 'needs-operator') throw probeErr;
-          throw new RegenError('step-failed', `${spec.step} on ${spec.node}: the connection dropped while it ran and the node does not answer yet; \`regen resume\` will check whether it took effect`, {
+          throw new RegenError('unreachable', `${spec.step} on ${spec.node}: the connection dropped while it ran and the node does not answer yet; \`regen resume\` will check whether it took effect`, {
             node: spec.node,
             hint: 'regen resume',
             cause: err,

@@ -5,7 +5,8 @@
 
 export type ErrorKind =
   | 'usage' // bad flags, malformed inventory: nothing was touched
-  | 'preflight' // a node is unreachable, a tool is missing, a check failed before any change
+  | 'preflight' // a tool is missing or a check failed before any change
+  | 'unreachable' // a node could not be reached (or stopped answering mid-step); resumable once it is back
   | 'step-failed' // a remote step failed; the run is resumable
   | 'needs-operator' // an ambiguity a human must settle (unknown outcome that a probe cannot settle, unexpected output)
   | 'lock-held' // another regen process holds the cluster lock
@@ -61,7 +62,7 @@ export class DivergenceError extends RegenError {
 /** Transport outcome: the node could not be reached; the command never started. */
 export class NodeUnreachableError extends RegenError {
   constructor(node: string, message: string, hint?: string) {
-    super('preflight', message, { node, ...(hint === undefined ? {} : { hint }) });
+    super('unreachable', message, { node, ...(hint === undefined ? {} : { hint }) });
     this.name = 'NodeUnreachableError';
   }
 }

@@ -130,11 +130,15 @@ function onStepError(at: ResumableState) {
 
 // RETRY re-enters the state that failed. A failed leader setup leaves the node half set up and may have consumed
 // the reset index, so it starts a new wipe + regenerate unit instead.
-const retryTransitions = RESUMABLE_STATES.map((s) => ({
-  guard: { type: 'failedAt' as const, params: { at: s } },
-  target: s === 'leader.setup' ? '#regen.leader.resetIndex' : `#regen.${s}`,
-  actions: s === 'leader.setup' ? ('startNewRound' as const) : ('clearError' as const),
-}));
+// An interrupted setup (outcome unknown) is re-entered instead, so its probe settles it first.
+const retryTransitions = [
+  { guard: 'setupFailed' as const, target: '#regen.leader.resetIndex', actions: 'startNewRound' as const },
+  ...RESUMABLE_STATES.map((s) => ({
+    guard: { type: 'failedAt' as const, params: { at: s } },
+    target: `#regen.${s}`,
+    actions: 'clearError' as const,
+  })),
+];
 
 export const recoveryMachine = setup({
   types: {
@@ -154,6 +158,7 @@ export const recoveryMachine = setup({
   guards: {
     needsOperator: ({ event }) => errorRecordOf((event as unknown as ErrorEvent).error).kind === 'needs-operator',
     failedAt: ({ context }, params: { at: ResumableState }) => context.failedAt === params.at,
+    setupFailed: ({ context }) => context.failedAt === 'leader.setup' && context.error?.kind === 'step-failed',
     hasFollowers: ({ context }) => context.nodes.length > 1,
     wantsRevoke: ({ context }) => context.options.revokeOldTokens,
     canRetryLeaderUnit: ({ context, event }) => {

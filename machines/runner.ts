@@ -220,6 +220,9 @@ async function drive(
     ...(start.snapshot ? { snapshot: start.snapshot as never } : {}),
     inspect: (ev) => {
       if (ev.type !== '@xstate.snapshot' || ev.actorRef !== actor || persistError) return;
+      // Stopping the actor when this process is done is not a step of the procedure: its snapshot (status
+      // "stopped") must never become the one a resume restores.
+      if ((ev.event as { type: string }).type === 'xstate.stop') return;
       const snap = ev.snapshot as unknown as { value: unknown; context: RegenContext };
       const state = stateString(snap.value);
       try {

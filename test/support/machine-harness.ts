@@ -41,16 +41,23 @@ export class Process {
 }
 
 function guard<T extends object>(target: T, dead: () => boolean): T {
-  return new Proxy(target, {
-    get(t, prop, receiver) {
-      const v = Reflect.get(t, prop, receiver) as unknown;
-      if (typeof v !== 'function') return v;
-      return (...args: unknown[]) => {
-        if (dead()) throw new SimulatedCrash();
-        return (v as (...a: unknown[]) => unknown).apply(t, args);
-      };
-    },
-  });
+  const out: Record<string | symbol, unknown> = {};
+  const keys = new Set<string>();
+  for (let o: object | null = target; o && o !== Object.prototype; o = Object.getPrototypeOf(o) as object | null) {
+    for (const k of Object.getOwnPropertyNames(o)) if (k !== 'constructor') keys.add(k);
+  }
+  for (const key of keys) {
+    const v = (target as Record<string, unknown>)[key];
+    out[key] =
+      typeof v === 'function'
+        ? (...args: unknown[]) => {
+            if (dead()) throw new SimulatedCrash();
+            return (v as (...a: unknown[]) => unknown).apply(target, args);
+          }
+        : v;
+  }
+  Object.defineProperty(out, 'path', { get: () => (target as { path?: string }).path });
+  return out as T;
 }
 
 export function inventoryOf(cluster: FakeCluster, name = 'lab'): Inventory {
