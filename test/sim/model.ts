@@ -355,31 +355,37 @@ function certIssuer(pem: Buffer): string | null {
 }
 
 /** `consul tls cert create` picks the first free index: `-0` taken → `-1`. */
-export function nextCertIndex(fs: NodeFs, prefix: 'dc1-server-consul' | 'dc1-client-consul'): number {
-  for (let i = 0; i < 1000; i++) if (!fs.exists(`${SD_HOME}/${prefix}-${i}.pem`)) return i;
+export function nextCertIndex(fs: NodeFs, prefix: 'dc1-server-consul' | 'dc1-client-consul', dir = SD_HOME): number {
+  for (let i = 0; i < 1000; i++) if (!fs.exists(`${dir}/${prefix}-${i}.pem`)) return i;
   throw new SimError('==> too many certificates');
 }
 
-/** `consul tls ca create` in /var/lib/service-discover: refuses if the CA exists. */
-export function tlsCaCreate(w: World, node: string): void {
+/** `consul tls ca create` run in `dir` (service-discover runs it in /var/lib/service-discover): refuses if the CA exists. */
+export function tlsCaCreate(w: World, node: string, dir = SD_HOME): void {
   const fs = w.fs(node);
-  if (fs.exists(CA_PEM)) throw new SimError('==> CA file consul-agent-ca.pem already exists');
-  if (fs.exists(CA_KEY)) throw new SimError('==> CA key file consul-agent-ca-key.pem already exists');
+  if (fs.exists(`${dir}/consul-agent-ca.pem`)) throw new SimError('==> CA file consul-agent-ca.pem already exists');
+  if (fs.exists(`${dir}/consul-agent-ca-key.pem`)) throw new SimError('==> CA key file consul-agent-ca-key.pem already exists');
   const ca = makeCa(w);
-  fs.write(CA_PEM, ca.pem, { owner: 'root', group: 'root', mode: 0o644 });
-  fs.write(CA_KEY, ca.key, { owner: 'root', group: 'root', mode: 0o600 });
+  fs.write(`${dir}/consul-agent-ca.pem`, ca.pem, { owner: 'root', group: 'root', mode: 0o644 });
+  fs.write(`${dir}/consul-agent-ca-key.pem`, ca.key, { owner: 'root', group: 'root', mode: 0o600 });
 }
 
 /** `consul tls cert create -server|-client` in /var/lib/service-discover; returns the file name written. */
-export function tlsCertCreate(w: World, node: string, kind: 'server' | 'client', caPem: Buffer | null = null): string {
+export function tlsCertCreate(
+  w: World,
+  node: string,
+  kind: 'server' | 'client',
+  caPem: Buffer | null = null,
+  dir = SD_HOME,
+): string {
   const fs = w.fs(node);
-  const ca = caPem ?? fs.read(CA_PEM);
+  const ca = caPem ?? fs.read(`${dir}/consul-agent-ca.pem`);
   if (ca === null) throw new SimError('==> CA file consul-agent-ca.pem not found');
   const prefix = kind === 'server' ? 'dc1-server-consul' : 'dc1-client-consul';
-  const i = nextCertIndex(fs, prefix);
+  const i = nextCertIndex(fs, prefix, dir);
   const cert = makeCert(w, ca, kind === 'server' ? 'server.dc1.consul' : 'client.dc1.consul');
-  fs.write(`${SD_HOME}/${prefix}-${i}.pem`, cert.pem, { owner: 'root', group: 'root', mode: 0o644 });
-  fs.write(`${SD_HOME}/${prefix}-${i}-key.pem`, cert.key, { owner: 'root', group: 'root', mode: 0o600 });
+  fs.write(`${dir}/${prefix}-${i}.pem`, cert.pem, { owner: 'root', group: 'root', mode: 0o644 });
+  fs.write(`${dir}/${prefix}-${i}-key.pem`, cert.key, { owner: 'root', group: 'root', mode: 0o600 });
   return `${prefix}-${i}.pem`;
 }
 
@@ -911,7 +917,10 @@ function writeConfigs(w: World, node: string, main: string, bind: string): void 
 }
 
 function addServiceInLdap(w: World, host: string): void {
-  if (!w.state.ldap.meshServers.includes(host)) w.state.ldap.meshServers.push(host);
+  if (w.state.ldap.meshServers.includes(host)) return;
+  w.state.ldap.meshServers.push(host);
+  // The directory answers in its own stable order, not in the order servers happened to be set up.
+  w.state.ldap.meshServers.sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
 }
 
 /**
@@ -920,7 +929,7 @@ function addServiceInLdap(w: World, host: string): void {
  */
 export function setup(w: World, node: string, o: SetupOptions): void {
   const id = identity(w, node);
-  if (id.kind === 'agent' && o.firstInstance === true) throw new SimError('service-discover: error: unknown flag --first-instance', 80);
+  if (id.kind === 'agent' && o.firstInstance === true) throw new SimError('service-discover: error: unknown flag --first-instance');
   const host = setupPrechecks(w, node, o);
   o.afterPrechecks?.();
   const bind = (o.bind ?? '').split('/')[0] ?? '';
@@ -931,7 +940,6 @@ export function setup(w: World, node: string, o: SetupOptions): void {
 
 function firstInstance(w: World, node: string, host: string, bind: string, password: string): void {
   const fs = w.fs(node);
-  const id = identity(w, node);
   try {
     tlsCaCreate(w, node);
   } catch (e) {
@@ -968,8 +976,9 @@ function firstInstance(w: World, node: string, host: string, bind: string, passw
   fs.write(CREDENTIALS_FILE, blob, { owner: 'root', group: 'root', mode: 0o600 });
   fs.chmod(CREDENTIALS_FILE, 0o600);
   writePassword(fs, password);
-  // Uploading to LDAP (carbonioMeshCredentials) came with v0.1.7; the older Zextras release copies by hand.
-  if (id.profile === 'current') w.state.ldap.credentials = blob.toString('base64');
+  // Uploaded to the directory (carbonioMeshCredentials): joins download it, so copying the file by hand, as both
+  // runbooks say, is redundant but harmless.
+  w.state.ldap.credentials = blob.toString('base64');
 }
 
 function writePassword(fs: NodeFs, password: string): void {
@@ -1005,21 +1014,11 @@ function agentToken(w: World, node: string, host: string, role: MeshKind, rootSe
 function join(w: World, node: string, host: string, bind: string, password: string): void {
   const fs = w.fs(node);
   const id = identity(w, node);
-  let blob: Buffer | null;
-  if (id.profile === 'current') {
-    const uploaded = w.state.ldap.credentials;
-    if (uploaded === null) {
-      throw new SimError('unable to download credentials from LDAP: unable to download data from ldap: No such attribute');
-    }
-    blob = Buffer.from(uploaded, 'base64');
-  } else {
-    blob = fs.read(CREDENTIALS_FILE);
-    if (blob === null) {
-      throw new SimError(
-        `cannot find Cluster credential in ${CREDENTIALS_FILE}, please copy the file from the existing server or upload it to LDAP`,
-      );
-    }
+  const uploaded = w.state.ldap.credentials;
+  if (uploaded === null) {
+    throw new SimError('unable to download credentials from LDAP: unable to download data from ldap: No such attribute');
   }
+  const blob = Buffer.from(uploaded, 'base64');
   const members = w.crypto.unpack(blob, password);
   if (members === null) throw new SimError(`unable to open ${CREDENTIALS_FILE}: openpgp: incorrect key`);
   const caPem = members.get('var/lib/service-discover/consul-agent-ca.pem');
@@ -1028,7 +1027,7 @@ function join(w: World, node: string, host: string, bind: string, password: stri
   if (caPem === undefined || gossip === undefined || acl === undefined || !members.has('var/lib/service-discover/consul-agent-ca-key.pem')) {
     throw new SimError(`unable to read ${CREDENTIALS_FILE}: missing members`);
   }
-  if (id.profile === 'current') fs.write(CREDENTIALS_FILE, blob, { owner: 'root', group: 'root', mode: 0o600 });
+  fs.write(CREDENTIALS_FILE, blob, { owner: 'root', group: 'root', mode: 0o600 });
   fs.write(CA_PEM, caPem, { mode: 0o600 });
   strict(fs, CA_PEM);
   const role: MeshKind = id.kind;

@@ -150,7 +150,7 @@ describe('the runbooks by hand through the port', () => {
     expect(healthy(c)).toMatchObject({ ok: true });
   });
 
-  test('seed 002 without copying the credentials fails on the legacy follower', async () => {
+  test('seed 002 with the wrong secret on a follower fails and leaves it out', async () => {
     const c = createFakeCluster({ servers: 1, agents: 1, profile: 'legacy', seed: 'r002b' });
     const secret = new Secret('legacy-new');
     const r = await c.port.readResetIndex(S1);
@@ -161,9 +161,10 @@ describe('the runbooks by hand through the port', () => {
     await c.port.setupLeader(S1, addressOf(c, S1), secret);
     await c.port.stopService('mail2.example.com');
     await c.port.wipe('mail2.example.com', 'legacy');
-    await expect(c.port.setupFollower('mail2.example.com', addressOf(c, 'mail2.example.com'), secret, 'agent')).rejects.toThrow(
-      'openpgp: incorrect key',
-    );
+    await expect(
+      c.port.setupFollower('mail2.example.com', addressOf(c, 'mail2.example.com'), new Secret(c.secret), 'agent'),
+    ).rejects.toThrow('openpgp: incorrect key');
+    expect(healthy(c).problems).toContain('mail2.example.com: left');
   });
 
   test('seed 000 on three servers stalls at the leader: its new CA has no quorum', async () => {
