@@ -16,6 +16,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify as yamlStringify } from 'yaml';
+import { ClusterStateStore } from '../sim/state-store.js';
 
 export type LabProfile = 'current' | 'legacy';
 export type LabNodeKind = 'server' | 'agent';
@@ -773,10 +774,20 @@ async function bringUpMesh(lab: Lab, secret: string, concurrency: number, log: (
   const t = Date.now();
   await setup(leader, true);
   log(`leader ${leader.name} set up in ${Date.now() - t} ms`);
+  const credentials = path.join('etc-zextras', 'service-discover', 'cluster-credentials.tar.gpg');
   await pool(
     lab.nodes.filter((n) => n !== leader),
     concurrency,
-    (n) => setup(n, false),
+    async (n) => {
+      // service-discover before 0.1.7 (the legacy profile) does not fetch the credentials from LDAP: the
+      // installation guide has the operator copy them from the first server before the setup.
+      if (lab.profile === 'legacy') {
+        const dst = path.join(n.root, credentials);
+        fs.copyFileSync(path.join(leader.root, credentials), dst);
+        fs.chmodSync(dst, 0o600);
+      }
+      await setup(n, false);
+    },
   );
 }
 
@@ -1089,13 +1100,19 @@ export async function labFault(dir: string, fault: LabFault): Promise<string> {
       return `${n.name}: sshd started`;
     }
     case 'leader': {
-      const file = clusterStatePath(lab);
+      // The file is what the simulation reads when it creates the mesh state; once state.json exists, its field
+      // rules, changed under the simulation's own lock so a running command does not overwrite it.
       fs.writeFileSync(path.join(lab.dir, 'cluster', 'preferred-leader'), `${n.name}\n`);
-      if (fs.existsSync(file)) {
-        const s = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
-        s.preferredLeader = n.name;
-        fs.writeFileSync(`${file}.tmp`, `${JSON.stringify(s, null, 2)}\n`);
-        fs.renameSync(`${file}.tmp`, file);
+      const store = new ClusterStateStore(path.join(lab.dir, 'cluster'));
+      if (store.read() !== null) {
+        store.update(
+          () => {
+            throw new Error('state.json vanished');
+          },
+          (state) => {
+            state.preferredLeader = n.name;
+          },
+        );
       }
       return `${n.name}: now the preferred leader`;
     }
