@@ -987,6 +987,9 @@ function writePassword(fs: NodeFs, password: string): void {
 }
 
 function startAgentOrFail(w: World, node: string): void {
+  // The older release restarts the unit (its runbook re-runs setup on followers it never stopped); the current
+  // one only starts it, a no-op on an active unit, which is why its runbook stops the service first.
+  if (identity(w, node).profile === 'legacy' && upAgent(w, node) !== null) stopAgent(w, node);
   try {
     startAgent(w, node);
   } catch (e) {
