@@ -21,6 +21,7 @@ async function main(): Promise<void> {
           .option('profile', { choices: ['current', 'legacy'] as const, default: 'current' as const })
           .option('mesh', { type: 'boolean', default: true, describe: 'bring the mesh up (--no-mesh: nodes and sshd only)' })
           .option('lose-password', { type: 'boolean', default: false, describe: 'delete the password file on the servers' })
+          .option('concurrency', { type: 'number', default: 8, describe: 'nodes brought up in parallel' })
           .option('json', { type: 'boolean', default: false }),
       async (a) => {
         const { labUp } = await import('./lab.js');
@@ -31,6 +32,7 @@ async function main(): Promise<void> {
           profile: a.profile as LabProfile,
           mesh: a.mesh,
           losePassword: a['lose-password'],
+          concurrency: a.concurrency,
           log: a.json ? undefined : (l) => console.error(l),
         });
         if (a.json) console.log(JSON.stringify(lab, null, 2));
