@@ -96,9 +96,20 @@ export function makeActors(d: steps.StepDeps, hooks: ActorHooks = {}): typeof ac
       const lower = new Set(meshServers.map((s) => s.toLowerCase()));
       const servers = nodes.filter((n) => lower.has(n.fqdn.toLowerCase()) || lower.has(n.name.toLowerCase()));
       let leaderAddress: string | null = null;
+      const asked: string[] = [];
       for (const n of servers.length ? servers : nodes) {
-        leaderAddress = await d.port.leaderAddress(n.name).catch(() => null);
-        if (leaderAddress !== null) break;
+        try {
+          leaderAddress = await d.port.leaderAddress(n.name);
+          if (leaderAddress !== null) break;
+          asked.push(`${n.name}: no leader`);
+        } catch (err) {
+          asked.push(`${n.name}: ${toErrorRecord(err).message}`);
+        }
+      }
+      if (leaderAddress === null && input.override === undefined && asked.some((a) => !a.endsWith(': no leader'))) {
+        throw new RegenError('preflight', `could not ask the mesh for its leader:\n  - ${asked.join('\n  - ')}`, {
+          hint: 'make the mesh servers reachable, or name the leader with --leader NODE; nothing was changed',
+        });
       }
       return chooseLeader({
         nodes,
