@@ -304,7 +304,14 @@ export function createFakeCluster(opts: FakeClusterOptions = {}): FakeCluster {
   // Genesis, the way the lab does it: first instance on the leader, then every other node joins.
   setup(world, preferredLeader, { bind: lan(identity(world, preferredLeader)), password: secret, firstInstance: true, uid: 0 });
   const order = [...servers.filter((n) => n !== preferredLeader), ...specs.filter((s) => s.kind === 'agent').map((s) => s.name)];
-  for (const n of order) setup(world, n, { bind: lan(identity(world, n)), password: secret, uid: 0 });
+  for (const n of order) {
+    if (identity(world, n).profile === 'legacy') {
+      // The older release has no directory download: the file was copied by hand at install time.
+      const blob = world.fs(preferredLeader).read(CREDENTIALS_FILE);
+      if (blob !== null) world.fs(n).write(CREDENTIALS_FILE, blob, { owner: 'root', group: 'root', mode: 0o600 });
+    }
+    setup(world, n, { bind: lan(identity(world, n)), password: secret, uid: 0 });
+  }
   shiftIndices(world.state, (opts.resetIndex ?? 908) - world.state.acl.resetIndex);
   // Years of catalog writes since then.
   world.state.raftIndex += 1234;

@@ -976,9 +976,9 @@ function firstInstance(w: World, node: string, host: string, bind: string, passw
   fs.write(CREDENTIALS_FILE, blob, { owner: 'root', group: 'root', mode: 0o600 });
   fs.chmod(CREDENTIALS_FILE, 0o600);
   writePassword(fs, password);
-  // Uploaded to the directory (carbonioMeshCredentials): joins download it, so copying the file by hand, as both
-  // runbooks say, is redundant but harmless.
-  w.state.ldap.credentials = blob.toString('base64');
+  // Uploading to the directory (carbonioMeshCredentials) came with v0.1.7; the older Zextras release (legacy
+  // profile) has the operator copy the file by hand, as its runbook says.
+  if (identity(w, node).profile === 'current') w.state.ldap.credentials = blob.toString('base64');
 }
 
 function writePassword(fs: NodeFs, password: string): void {
@@ -1017,11 +1017,22 @@ function agentToken(w: World, node: string, host: string, role: MeshKind, rootSe
 function join(w: World, node: string, host: string, bind: string, password: string): void {
   const fs = w.fs(node);
   const id = identity(w, node);
-  const uploaded = w.state.ldap.credentials;
-  if (uploaded === null) {
-    throw new SimError('unable to download credentials from LDAP: unable to download data from ldap: No such attribute');
+  let blob: Buffer | null;
+  if (id.profile === 'current') {
+    // Since v0.1.7 the join downloads the credentials first, so the runbook's copy is redundant but harmless.
+    const uploaded = w.state.ldap.credentials;
+    if (uploaded === null) {
+      throw new SimError('unable to download credentials from LDAP: unable to download data from ldap: No such attribute');
+    }
+    blob = Buffer.from(uploaded, 'base64');
+  } else {
+    blob = fs.read(CREDENTIALS_FILE);
+    if (blob === null) {
+      throw new SimError(
+        `cannot find Cluster credential in ${CREDENTIALS_FILE}, please copy the file from the existing server or upload it to LDAP`,
+      );
+    }
   }
-  const blob = Buffer.from(uploaded, 'base64');
   const members = w.crypto.unpack(blob, password);
   if (members === null) throw new SimError(`unable to open ${CREDENTIALS_FILE}: openpgp: incorrect key`);
   const caPem = members.get('var/lib/service-discover/consul-agent-ca.pem');
@@ -1030,7 +1041,7 @@ function join(w: World, node: string, host: string, bind: string, password: stri
   if (caPem === undefined || gossip === undefined || acl === undefined || !members.has('var/lib/service-discover/consul-agent-ca-key.pem')) {
     throw new SimError(`unable to read ${CREDENTIALS_FILE}: missing members`);
   }
-  fs.write(CREDENTIALS_FILE, blob, { owner: 'root', group: 'root', mode: 0o600 });
+  if (id.profile === 'current') fs.write(CREDENTIALS_FILE, blob, { owner: 'root', group: 'root', mode: 0o600 });
   fs.write(CA_PEM, caPem, { mode: 0o600 });
   strict(fs, CA_PEM);
   const role: MeshKind = id.kind;

@@ -360,15 +360,22 @@ describe('first instance and join', () => {
     expect(fs.exists(PASSWORD_FILE)).toBe(false);
   });
 
-  test('the join takes the credentials from the directory, overwriting the local file (both profiles)', () => {
-    for (const profile of ['current', 'legacy'] as const) {
-      const c = createFakeCluster({ servers: 1, agents: 1, profile, seed: `j3-${profile}` });
-      const A = 'mail2.example.com';
-      wipeCurrent(c.world, A);
-      c.world.fs(A).write(CREDENTIALS_FILE, 'stale', {});
-      setup(c.world, A, { bind: ip(c, A), password: c.secret, uid: 0 });
-      expect(c.node(A).read(CREDENTIALS_FILE)).toBe(c.node(S1).read(CREDENTIALS_FILE));
-    }
+  test('current profile: the join takes the credentials from the directory, overwriting the local file', () => {
+    const c = createFakeCluster({ servers: 1, agents: 1, seed: 'j3' });
+    const A = 'mail2.example.com';
+    wipeCurrent(c.world, A);
+    c.world.fs(A).write(CREDENTIALS_FILE, 'stale', {});
+    setup(c.world, A, { bind: ip(c, A), password: c.secret, uid: 0 });
+    expect(c.node(A).read(CREDENTIALS_FILE)).toBe(c.node(S1).read(CREDENTIALS_FILE));
+  });
+
+  test('legacy profile: no directory download, the join needs the file copied by hand', () => {
+    const c = createFakeCluster({ servers: 1, agents: 1, profile: 'legacy', seed: 'j3l' });
+    const A = 'mail2.example.com';
+    stopAgent(c.world, A);
+    c.world.fs(A).remove(CREDENTIALS_FILE);
+    const e = errorOf(() => setup(c.world, A, { bind: ip(c, A), password: c.secret, uid: 0 }));
+    expect(e.message).toMatch(/^cannot find Cluster credential in .*please copy the file from the existing server/);
   });
 
   test('nothing uploaded yet: the join cannot download the credentials', () => {
