@@ -156,7 +156,7 @@ async function drive(
   }, deps.heartbeatMs ?? 5000);
   heartbeat.unref();
 
-  let leaderName: string | null = null;
+  let leaderName: string | null = (start.snapshot as { context?: RegenContext } | undefined)?.context?.leader ?? null;
   let cachedSecret: Secret | null = deps.secret;
   const secret = async (): Promise<Secret> => {
     if (cachedSecret) return cachedSecret;
