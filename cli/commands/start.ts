@@ -33,6 +33,8 @@ export interface StartOptions extends ConnectOptions {
   /** Tests pin time and polling. */
   runDeps?: Partial<Pick<RunDeps, 'now' | 'sleep' | 'convergeTimeoutMs' | 'journalHooks' | 'afterTransition' | 'heartbeatMs'>>;
   runId?: string;
+  /** Tests provide an open store (e.g. one that dies with a simulated crash); it is not closed here. */
+  store?: Store;
 }
 
 export async function start(o: StartOptions, io: Io): Promise<number> {
@@ -49,7 +51,7 @@ export async function start(o: StartOptions, io: Io): Promise<number> {
   const secret: Secret | null = o.dryRun ? null : await obtainSecret({ passwordFile: o.passwordFile, generate: o.generatePassword, inventoryPath: o.inventory, io, required: true, newSecret: true });
 
   // Plan mode records nothing: the same machine runs against an in-memory store and stops at confirmation.
-  const store: Store = o.dryRun ? await openRegenStore(':memory:') : await openRegenStore(o.db, io.env);
+  const store: Store = o.store ?? (o.dryRun ? await openRegenStore(':memory:') : await openRegenStore(o.db, io.env));
   const reporter = await makeReporter(o.json, io);
   const port: NodePort = await (o.makePort ?? makeNodePort)(inventory, o, store, io);
   const interrupts = interruptHandling(io, reporter);
@@ -94,7 +96,7 @@ export async function start(o: StartOptions, io: Io): Promise<number> {
     interrupts.dispose();
     reporter.close();
     await port.close();
-    store.close();
+    if (!o.store) store.close();
   }
 }
 
