@@ -43,6 +43,7 @@ export default function setup(): (() => Promise<void>) | undefined {
     build();
   }
   return async () => {
+    if (process.env.REGEN_LAB_KEEP === '1') return;
     for (const dir of testLabsStillUp()) {
       console.warn(`lab: taking down ${dir}, left up by a test that did not finish`);
       await labDown(dir).catch((e: unknown) => console.warn(`lab: down ${dir}: ${String(e)}`));

@@ -47,6 +47,10 @@ export function withLab(opts: Omit<LabUpOptions, 'dir'>): LabHandle {
     lab = await labUp({ ...opts, dir });
   });
   afterAll(async () => {
+    if (dir && process.env.REGEN_LAB_KEEP === '1') {
+      console.warn(`REGEN_LAB_KEEP=1: lab left up in ${dir} (npm run lab -- down --dir ${dir})`);
+      return;
+    }
     if (dir) await labDown(dir);
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
