@@ -147,11 +147,13 @@ async function drive(
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const emit = (e: RunEvent) => deps.onEvent?.(e);
   const cluster = start.input.inventory.cluster;
+  // If the lock is taken away (regen unlock by another operator), this run must not send another command.
+  let lockLost: unknown = null;
   const heartbeat = setInterval(() => {
     try {
       store.heartbeat(cluster, runId);
-    } catch {
-      /* the next transition reports store problems */
+    } catch (err) {
+      if (err instanceof RegenError && err.kind === 'lock-held') lockLost ??= err;
     }
   }, deps.heartbeatMs ?? 5000);
   heartbeat.unref();
@@ -189,7 +191,7 @@ async function drive(
       store,
       runId,
       now,
-      ...(deps.shouldStop ? { shouldStop: deps.shouldStop } : {}),
+      shouldStop: () => lockLost !== null || (deps.shouldStop?.() ?? false),
       hooks: {
         ...(deps.journalHooks?.afterWrite ? { afterWrite: deps.journalHooks.afterWrite } : {}),
         onStart: (e: { step: string; node: string; round: number; at: number }) => emit({ type: 'step.started', runId, step: e.step, node: e.node, attempt: e.round, at: e.at }),
