@@ -240,3 +240,66 @@ describe.skipIf(skip)('carbonio port on a lab (1 server, 1 agent, current profil
     await pool?.closeAll();
   });
 });
+
+describe.skipIf(skip)('carbonio port on a legacy lab (seed 002: zmprov, the wipe removes only *.pem)', () => {
+  const h = withLab({ nodes: 2, servers: 1, profile: 'legacy', losePassword: true });
+  const newSecret = new Secret(`regen-${randomBytes(18).toString('base64url')}`, 'mesh secret');
+  let pool: SshPool | null = null;
+  let p: NodePort | null = null;
+  const port = (): NodePort => {
+    if (p === null) {
+      const { lab } = h;
+      const sshPool = new SshPool({
+        knownHostsPath: lab.knownHosts,
+        sshConfigPath: null,
+        agentSocket: null,
+        targets: lab.nodes.map((n) => ({ node: n.name, host: n.ip, port: 22, user: 'root', identityFile: lab.identityFile })),
+      });
+      pool = sshPool;
+      p = createCarbonioPort((node) => sshPool.remote(node), { setupTimeoutMs: 120_000 });
+    }
+    return p;
+  };
+  const server = (): LabNode => h.lab.nodes.find((n) => n.kind === 'server') as LabNode;
+  const agent = (): LabNode => h.lab.nodes.find((n) => n.kind === 'agent') as LabNode;
+
+  it('detects the legacy profile and lists servers with zmprov', async () => {
+    for (const n of h.lab.nodes) {
+      expect((await port().inspect(n.name)).profile).toBe('legacy');
+      expect(await port().meshServers(n.name, 'legacy')).toEqual([server().name]);
+    }
+    const members = await port().members(agent().name, new Secret(h.secret));
+    expect(members.map((m) => m.type).sort()).toEqual(['client', 'server']);
+  });
+
+  it('the seed-002 procedure through the port keeps main.json and ends with both nodes alive members', async () => {
+    const leader = server();
+    const follower = agent();
+    const reading = await port().readResetIndex(leader.name);
+    if (reading.kind !== 'index') throw new Error(`expected a reset index, got ${JSON.stringify(reading)}`);
+    await port().writeResetFile(leader.name, reading.index);
+    await port().stopService(leader.name);
+    await port().wipe(leader.name, 'legacy');
+    expect(await port().probeWipe(leader.name, 'legacy')).toBe(true);
+    expect((await port().probeSetup(leader.name)).hasMainJson).toBe(true);
+    await port().setupLeader(leader.name, leader.ip, newSecret);
+    expect((await port().readMeshSecret(leader.name))?.equals(newSecret)).toBe(true);
+
+    const creds = await port().readCredentials(leader.name);
+    if (creds === null) throw new Error('no credentials on the leader');
+    await port().writeCredentials(follower.name, creds.bytes, creds.sha256);
+    await port().stopService(follower.name);
+    await port().wipe(follower.name, 'legacy');
+    await port().setupFollower(follower.name, follower.ip, newSecret, 'agent');
+
+    const members = await port().members(leader.name, newSecret);
+    expect(members.find((m) => m.address.startsWith(`${leader.ip}:`))).toMatchObject({ status: 'alive', type: 'server' });
+    expect(members.find((m) => m.address.startsWith(`${follower.ip}:`))).toMatchObject({ status: 'alive', type: 'client' });
+    expect(await port().credentialsSha256(follower.name)).toBe(creds.sha256);
+  });
+
+  it('closes its connections', async () => {
+    await port().close();
+    await pool?.closeAll();
+  });
+});
