@@ -21,6 +21,7 @@ async function main(): Promise<void> {
           .option('profile', { choices: ['current', 'legacy'] as const, default: 'current' as const })
           .option('mesh', { type: 'boolean', default: true, describe: 'bring the mesh up (--no-mesh: nodes and sshd only)' })
           .option('lose-password', { type: 'boolean', default: false, describe: 'delete the password file on the servers' })
+          .option('keep-on-failure', { type: 'boolean', default: false, describe: 'leave a failed lab for inspection' })
           .option('concurrency', { type: 'number', default: 8, describe: 'nodes brought up in parallel' })
           .option('json', { type: 'boolean', default: false }),
       async (a) => {
@@ -33,6 +34,7 @@ async function main(): Promise<void> {
           mesh: a.mesh,
           losePassword: a['lose-password'],
           concurrency: a.concurrency,
+          keepOnFailure: a['keep-on-failure'],
           log: a.json ? undefined : (l) => console.error(l),
         });
         if (a.json) console.log(JSON.stringify(lab, null, 2));

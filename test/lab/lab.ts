@@ -68,6 +68,8 @@ export interface LabUpOptions {
   secret?: string;
   /** Domain of the node FQDNs. */
   domain?: string;
+  /** Leave whatever was made when `up` fails, for inspection (`down` removes it later). */
+  keepOnFailure?: boolean;
   /** Parallel node bring-up (default 8). */
   concurrency?: number;
   log?: (line: string) => void;
@@ -460,7 +462,7 @@ export async function labUp(opts: LabUpOptions): Promise<Lab> {
     log(`lab up in ${Date.now() - t0} ms: ${lab.nodes.length} nodes, bridge ${lab.bridge}, subnet ${lab.subnet}`);
     return lab;
   } catch (e) {
-    await labDown(dir, { keepDir: true }).catch(() => undefined);
+    if (!opts.keepOnFailure) await labDown(dir, { keepDir: true }).catch(() => undefined);
     throw e;
   }
 }
