@@ -144,12 +144,23 @@ export function agentPidFile(self: NodeJson, short: string): string {
   return path.join(labDirOf(self, short), 'agent.pid');
 }
 
+/** Kernel start time of a process (field 22 of /proc/<pid>/stat): with the pid, an identity that survives exec. */
+function startTime(pid: number): string | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
 export function agentPid(self: NodeJson, short: string): number {
   try {
     const pid = Number(fs.readFileSync(agentPidFile(self, short), 'utf8').trim());
     if (!pidAlive(pid)) return 0;
-    // A recycled pid is not our agent.
-    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('agent.js') ? pid : 0;
+    // A recycled pid is not our agent; the start time recorded at spawn tells, even before the child has exec'd.
+    const recorded = fs.readFileSync(`${agentPidFile(self, short)}.start`, 'utf8').trim();
+    return recorded === startTime(pid) ? pid : 0;
   } catch {
     return 0;
   }
@@ -202,17 +213,7 @@ function spawnAgent(self: NodeJson): void {
     const child = spawn(cmd, args, { detached: true, stdio: ['ignore', log, log], cwd: '/', env: process.env });
     child.unref();
     if (child.pid === undefined) throw new SimError('unable to start the agent');
-    // Until the child execs, /proc shows the parent's command line and the agent would not look alive.
-    for (let i = 0; i < 400; i++) {
-      let cmd = '';
-      try {
-        cmd = fs.readFileSync(`/proc/${child.pid}/cmdline`, 'utf8');
-      } catch {
-        cmd = '';
-      }
-      if (cmd.includes('agent.js') || !pidAlive(child.pid)) break;
-      Atomics.wait(sleeper, 0, 0, 5);
-    }
+    fs.writeFileSync(`${agentPidFile(self, self.short)}.start`, `${startTime(child.pid) ?? ''}\n`);
     fs.writeFileSync(agentPidFile(self, self.short), `${child.pid}\n`);
   } finally {
     fs.closeSync(log);
@@ -228,6 +229,7 @@ function killAgent(self: NodeJson): void {
     for (let i = 0; i < 80 && pidAlive(pid); i++) Atomics.wait(sleeper, 0, 0, 25);
   }
   fs.rmSync(agentPidFile(self, self.short), { force: true });
+  fs.rmSync(`${agentPidFile(self, self.short)}.start`, { force: true });
 }
 
 function writeLdapMirror(self: NodeJson, nodes: NodeJson[], state: ClusterState): void {
