@@ -3,8 +3,9 @@
  * address and mesh kind, and collect the warnings an operator should see before anything changes.
  * read → plan → apply: nothing here touches a node.
  */
-import { RegenError, UsageError } from './errors.js';
-import type { Inventory, InventoryNode, MeshKind, NodeFacts, Profile } from './port.js';
+import { chooseBindAddress } from './bind-address.js';
+import { RegenError } from './errors.js';
+import type { Inventory, MeshKind, NodeFacts, Profile } from './port.js';
 
 export interface PlannedNode {
   name: string;
@@ -24,42 +25,8 @@ export interface Warning {
   message: string;
 }
 
-const REQUIRED_TOOLS = ['service-discover', 'consul', 'gpg', 'tar', 'systemctl'];
-
 function isLoopback(ip: string): boolean {
   return ip.startsWith('127.') || ip === '::1';
-}
-
-function isIPv4(s: string): boolean {
-  return /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.test(s);
-}
-
-/**
- * Choose the bind address: the inventory's if given (must be on a non-lo interface), else the currently
- * configured bind_addr (keeps the mesh address stable), else the SSH address, else a non-loopback `hostname -i`
- * answer, else the only non-lo address. Never 127.x (service-discover setup rejects it).
- */
-export function chooseBindAddress(node: InventoryNode, facts: NodeFacts): { address: string } | { error: string } {
-  const have = facts.addresses.filter((a) => !isLoopback(a));
-  const listing = have.length ? have.join(', ') : 'none';
-  if (node.address !== undefined) {
-    if (isLoopback(node.address)) return { error: `the inventory gives ${node.address}, a loopback address; service-discover setup rejects it` };
-    if (!have.includes(node.address)) {
-      return { error: `the inventory address ${node.address} is not an address of a non-loopback interface on the node (it has: ${listing})` };
-    }
-    return { address: node.address };
-  }
-  const candidates = [facts.configuredBindAddress, isIPv4(node.sshHost) ? node.sshHost : null, ...facts.hostnameAddresses];
-  for (const c of candidates) {
-    if (c && !isLoopback(c) && have.includes(c)) return { address: c };
-  }
-  if (have.length === 1 && have[0] !== undefined) return { address: have[0] };
-  return {
-    error:
-      have.length === 0
-        ? 'the node has no non-loopback IPv4 address'
-        : `cannot tell which of its addresses (${listing}) the mesh uses; set "address:" for it in the inventory`,
-  };
 }
 
 /** Plan every node from preflight facts; throws one RegenError listing every problem found. */
@@ -77,8 +44,13 @@ export function planNodes(inventory: Inventory, facts: NodeFacts[]): { nodes: Pl
     if (!f.privileged) problems.push(`${inv.name}: commands do not run as root (log in as root, or give the user passwordless sudo)`);
     if (f.missingTools.length) problems.push(`${inv.name}: missing ${f.missingTools.join(', ')} (is service-discover installed on this node?)`);
     if (f.profile === null) problems.push(`${inv.name}: neither /opt/zextras/bin/carbonio nor /opt/zextras/bin/zmprov found; is this a Carbonio node?`);
-    const bind = chooseBindAddress(inv, f);
-    if ('error' in bind) problems.push(`${inv.name}: ${bind.error}`);
+    let bind: { address: string } | { error: string };
+    try {
+      bind = chooseBindAddress(inv, f);
+    } catch (err) {
+      bind = { error: err instanceof Error ? err.message.replace(`${inv.name}: `, '') : String(err) };
+      problems.push(`${inv.name}: ${bind.error}`);
+    }
     if (f.hostnameAddresses.some(isLoopback)) {
       const used = 'address' in bind ? bind.address : 'an explicit address';
       warnings.push({ node: inv.name, message: `\`hostname -i\` answers ${f.hostnameAddresses.join(' ')} (loopback): the runbook's $(hostname -i) would fail here; regen binds to ${used}` });

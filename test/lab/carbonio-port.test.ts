@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { CommandFailedError } from '../../machines/errors.js';
 import type { BackupManifest, NodePort } from '../../machines/port.js';
-import { chooseBindAddress } from '../../adapters/carbonio/bind-address.js';
+import { chooseBindAddress } from '../../machines/bind-address.js';
 import { createCarbonioPort } from '../../adapters/carbonio/port.js';
 import { Secret } from '../../adapters/secrets/secret.js';
 import type { AuditSink } from '../../adapters/ssh/remote.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { NeedsOperatorError, RegenError } from '../../machines/errors.js';
 import type { InventoryNode, NodeFacts } from '../../machines/port.js';
-import { chooseBindAddress } from '../../adapters/carbonio/bind-address.js';
+import { chooseBindAddress } from '../../machines/bind-address.js';
 import { MANIFEST_HEADER } from '../../adapters/carbonio/commands.js';
 import {
   parseBackup,

@@ -3,9 +3,10 @@
  * of a non-`lo` interface; `hostname -i` (the seed's `$(hostname -i)`) is a hint at most, since on Debian it
  * often answers 127.0.1.1, which setup rejects.
  */
-import { NeedsOperatorError, RegenError } from '../../machines/errors.js';
-import type { InventoryNode, NodeFacts } from '../../machines/port.js';
-import { isIPv4 } from './commands.js';
+import { NeedsOperatorError, RegenError } from './errors.js';
+import type { InventoryNode, NodeFacts } from './port.js';
+
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
 export interface BindChoice {
   address: string;
@@ -14,7 +15,7 @@ export interface BindChoice {
 }
 
 function usable(address: string): boolean {
-  return isIPv4(address) && !address.startsWith('127.') && !address.startsWith('169.254.');
+  return IPV4.test(address) && !address.startsWith('127.') && !address.startsWith('169.254.');
 }
 
 /**
