@@ -11,6 +11,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { labFault, sshExec, type LabNode } from './lab.js';
+import { labSkip, withLab } from './harness.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BIN = path.join(REPO, 'dist', 'test', 'lab', 'bin');
@@ -425,5 +427,46 @@ describe.skipIf(skip !== null)('the cluster state lock', () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+// ---- the same commands inside a real lab node, reached over ssh as an operator would --------------------------
+
+const labSkipped = labSkip();
+
+describe.skipIf(labSkipped !== null)('inside lab nodes (namespaces, sshd)', () => {
+  const h = withLab({ nodes: 2, servers: 1, profile: 'current', losePassword: true });
+
+  test('an agent re-joins through --wizard after hostname -i went to 127.0.1.1; an injected setup failure comes first', async () => {
+    const lab = h.lab;
+    const [server, agent] = lab.nodes as [LabNode, LabNode];
+    const ssh = (node: LabNode, command: string, stdin?: string) => sshExec(lab, node.short, command, { stdin, timeoutMs: 120_000 });
+
+    expect(await ssh(server, 'consul members')).toMatchObject({ code: 2, stdout: '' });
+    expect((await ssh(server, "su - zextras -c 'carbonio prov gas service-discover'")).stdout).toBe(`${server.name}\n`);
+    expect((await ssh(agent, 'wget -qO - http://127.0.0.1:8500/v1/status/leader')).stdout).toBe(`"${server.ip}:8300"`);
+    expect((await ssh(server, 'test -e /var/lib/service-discover/password; echo $?')).stdout.trim()).toBe('1');
+
+    await labFault(lab.dir, { kind: 'hostname-loopback', node: agent.short, on: true });
+    expect((await ssh(agent, 'hostname -i')).stdout.trim()).toBe('127.0.1.1');
+    await ssh(agent, 'systemctl stop service-discover && rm /etc/zextras/service-discover/config.json /etc/zextras/service-discover/main.json /var/lib/service-discover/*.pem');
+    const naive = await ssh(agent, `service-discover setup $(hostname -i) --password=${h.secret}`);
+    expect(naive).toMatchObject({ code: 1, stderr: 'service-discover: error: invalid binding address selected\n' });
+
+    await labFault(lab.dir, { kind: 'fail-next-setup', node: agent.short, message: 'disk full' });
+    const injected = await ssh(agent, 'service-discover setup --wizard', `${agent.ip}\n${h.secret}\n`);
+    expect(injected).toMatchObject({ code: 1, stderr: 'service-discover: error: disk full\n' });
+
+    const wizard = await ssh(agent, 'service-discover setup --wizard', `${agent.ip}\n${h.secret}\n`);
+    expect(wizard.code, wizard.stderr).toBe(0);
+    const members = await ssh(
+      agent,
+      `export CONSUL_HTTP_TOKEN=$(gpg --batch --pinentry-mode loopback --passphrase-fd 0 -qdo - /etc/zextras/service-discover/cluster-credentials.tar.gpg | tar xOf - consul-acl-secret.json | jq .SecretID -r); consul members`,
+      `${h.secret}\n`,
+    );
+    expect(parseMembers(members.stdout).map((m) => `${m.node} ${m.status} ${m.type}`)).toEqual([
+      `agent-${agent.name.replaceAll('.', '-')} alive client`,
+      `server-${server.name.replaceAll('.', '-')} alive server`,
+    ]);
   });
 });
