@@ -51,6 +51,7 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
           .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'confirm the mesh downtime without asking' })
           .option('parallel', { type: 'number', default: 4, describe: 'followers set up at once' })
           .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and change nothing (same as regen plan)' })
+          .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'with --dry-run: show the exact script of every step' })
           .option('revoke-old-tokens', { type: 'boolean', default: false, describe: 'after verification, delete the management tokens older than the new one' })
           .option('max-unit-rounds', { type: 'number', default: 3, describe: 'attempts of wipe + setup per node before stopping' }),
       (a) => run(async () => (await import('./commands/start.js')).start(toStartOptions(a), io)),
@@ -64,7 +65,8 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
           .option('inventory-format', { choices: ['auto', 'yaml', 'json', 'ansible'] as const, default: 'auto' as const })
           .option('cluster', { type: 'string' })
           .option('leader', { type: 'string' })
-          .option('parallel', { type: 'number', default: 4 }),
+          .option('parallel', { type: 'number', default: 4 })
+          .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'show the exact script of every step (what is sent over SSH; secrets go on stdin)' }),
       (a) => run(async () => (await import('./commands/start.js')).start({ ...toStartOptions({ ...a, yes: false, 'dry-run': true }), dryRun: true }, io)),
     )
     .command(
@@ -181,6 +183,7 @@ type StartArgs = Parameters<typeof connectFrom>[0] & {
   yes: boolean;
   parallel: number;
   'dry-run': boolean;
+  verbose?: boolean;
   'revoke-old-tokens'?: boolean;
   'max-unit-rounds'?: number;
   'password-file'?: string;
@@ -199,6 +202,7 @@ function toStartOptions(a: StartArgs) {
     yes: a.yes,
     parallel: a.parallel,
     dryRun: a['dry-run'],
+    verbose: a.verbose ?? false,
     revokeOldTokens: a['revoke-old-tokens'] ?? false,
     maxUnitRounds: a['max-unit-rounds'] ?? 3,
     passwordFile: a['password-file'],

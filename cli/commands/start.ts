@@ -4,7 +4,7 @@
  */
 import type { Inventory, NodePort } from '../../machines/port.js';
 import { RegenError, UsageError } from '../../machines/errors.js';
-import type { RegenContext } from '../../machines/recovery.js';
+import type { RegenContext, RunOptions } from '../../machines/recovery.js';
 import { startRun, type RunDeps, type RunResult } from '../../machines/runner.js';
 import type { Secret } from '../../adapters/secrets/secret.js';
 import type { Store } from '../../store/types.js';
@@ -12,7 +12,7 @@ import type { Io } from '../io.js';
 import type { ConnectOptions } from '../main.js';
 import { exitCodeForKind, EXIT } from '../exit-codes.js';
 import { makeReporter, openRegenStore, obtainSecret, makeNodePort, interruptHandling, summarize, type PortFactory } from '../wiring.js';
-import { renderPlan } from '../plan-view.js';
+import { makePlan, planJson, renderPlan } from '../plan-view.js';
 
 export interface StartOptions extends ConnectOptions {
   db: string | undefined;
@@ -24,6 +24,8 @@ export interface StartOptions extends ConnectOptions {
   yes: boolean;
   parallel: number;
   dryRun: boolean;
+  /** Plan mode: show the exact script of every step. */
+  verbose?: boolean;
   revokeOldTokens: boolean;
   maxUnitRounds: number;
   passwordFile: string | undefined;
@@ -50,8 +52,9 @@ export async function start(o: StartOptions, io: Io): Promise<number> {
   }
   const secret: Secret | null = o.dryRun ? null : await obtainSecret({ passwordFile: o.passwordFile, generate: o.generatePassword, inventoryPath: o.inventory, io, required: true, newSecret: true });
 
-  // Plan mode records nothing: the same machine runs against an in-memory store and stops at confirmation.
-  const store: Store = o.store ?? (o.dryRun ? await openRegenStore(':memory:') : await openRegenStore(o.db, io.env));
+  const options = { parallel: o.parallel, maxUnitRounds: o.maxUnitRounds, revokeOldTokens: o.revokeOldTokens, ...(o.leader === undefined ? {} : { leader: o.leader }) };
+  if (o.dryRun) return plan(o, io, inventory, options);
+  const store: Store = o.store ?? (await openRegenStore(o.db, io.env));
   const reporter = await makeReporter(o.json, io);
   const port: NodePort = await (o.makePort ?? makeNodePort)(inventory, o, store, io);
   const interrupts = interruptHandling(io, reporter);
@@ -64,32 +67,19 @@ export async function start(o: StartOptions, io: Io): Promise<number> {
         ...o.runDeps,
         onEvent: (e) => reporter.event(e),
         shouldStop: interrupts.shouldStop,
-        ...(o.dryRun
-          ? {}
-          : {
-              confirm: async (ctx: RegenContext) => {
-                if (!o.json) io.err(renderPlan(ctx, { color: io.isTTY }));
-                if (o.yes) return true;
-                return confirmByName(ctx, io);
-              },
-            }),
+        confirm: async (ctx: RegenContext) => {
+          if (!o.json) io.err(renderPlan(ctx, { color: io.isTTY }));
+          if (o.yes) return true;
+          return confirmByName(ctx, io);
+        },
       },
       {
         inventory,
-        options: { parallel: o.parallel, maxUnitRounds: o.maxUnitRounds, revokeOldTokens: o.revokeOldTokens, ...(o.leader === undefined ? {} : { leader: o.leader }) },
+        options,
         ...(o.runId === undefined ? {} : { runId: o.runId }),
       },
     );
     reporter.close();
-    if (o.dryRun) {
-      if (result.state === 'confirming') {
-        if (o.json) io.out(`${JSON.stringify({ type: 'plan', plan: planJson(result.context) })}\n`);
-        else io.out(renderPlan(result.context, { color: io.isTTY }));
-        return EXIT.ok;
-      }
-      io.err(summarize(result, { dryRun: true }));
-      return result.error ? exitCodeForKind(result.error.kind) : EXIT.internal;
-    }
     io.err(summarize(result, { dryRun: false }));
     return exitFor(result);
   } finally {
@@ -119,14 +109,25 @@ export async function confirmByName(ctx: RegenContext, io: Io): Promise<boolean>
   }
 }
 
-export function planJson(ctx: RegenContext) {
-  return {
-    cluster: ctx.cluster,
-    leader: ctx.leader,
-    leaderAddress: ctx.leaderAddress,
-    nodes: ctx.nodes.map((n) => ({ name: n.name, role: n.role, kind: n.kind, profile: n.profile, bindAddress: n.bindAddress })),
-    warnings: ctx.warnings,
-  };
+/**
+ * Plan mode records nothing and changes nothing: the same machine runs against an in-memory store and stops at
+ * its confirmation point; a node that cannot be planned is listed as a problem and the others are still shown.
+ */
+async function plan(o: StartOptions, io: Io, inventory: Inventory, options: RunOptions): Promise<number> {
+  const store: Store = o.store ?? (await openRegenStore(':memory:'));
+  const port: NodePort = await (o.makePort ?? makeNodePort)(inventory, o, store, io);
+  try {
+    const { context, problems } = await makePlan({ port, store, inventory, options });
+    if (o.json) io.out(`${JSON.stringify({ type: 'plan', plan: planJson(context, problems) })}\n`);
+    else io.out(renderPlan(context, { color: io.isTTY, verbose: o.verbose ?? false, problems }));
+    if (problems.length === 0) return EXIT.ok;
+    io.err(`regen: the plan found ${problems.length} problem(s); regen start refuses until they are fixed (nothing was changed)\n`);
+    return problems.some((p) => p.kind === 'unreachable') ? EXIT.unreachable : exitCodeForKind(problems[0]?.kind ?? 'preflight');
+  } finally {
+    await port.close();
+    if (!o.store) store.close();
+  }
 }
 
+export { planJson };
 export { RegenError };
