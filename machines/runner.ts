@@ -102,7 +102,8 @@ export async function resumeRun(deps: RunDeps, runId: string): Promise<RunResult
     throw new DivergenceError(`run ${runId} journaled steps this regen does not know: ${unknownSteps.join(', ')}`, 'finish it with the regen version that started it');
   }
   const last = deps.store.lastTransition(runId);
-  if (!last) throw new StoreError(`run ${runId} has no recorded transition to resume from`, 'abort it (regen abort) and start again');
+  // A process killed between recording the run and its first transition did nothing to any node: start it over.
+  if (!last && deps.store.journal(runId).length > 0) throw new StoreError(`run ${runId} has no recorded transition to resume from`, 'abort it (regen abort) and start again');
   const max = deps.maxRecoveries ?? 20;
   const inventory = JSON.parse(run.inventoryJson) as Inventory;
   deps.store.acquireLock({ cluster: run.cluster, runId, pid: process.pid, host: hostname() });
@@ -113,6 +114,8 @@ export async function resumeRun(deps: RunDeps, runId: string): Promise<RunResult
       hint: 'look at regen status and regen log to see what keeps failing; raise the cap with --max-recoveries N if you are sure',
     });
   }
+  const input = { runId, inventory, options: JSON.parse(run.optionsJson) as RunOptions };
+  if (!last) return drive(deps, runId, { input }, true);
   let snapshot: Snapshot<unknown>;
   try {
     snapshot = JSON.parse(last.snapshot) as Snapshot<unknown>;
@@ -120,7 +123,7 @@ export async function resumeRun(deps: RunDeps, runId: string): Promise<RunResult
     deps.store.releaseLock(run.cluster, runId);
     throw new StoreError(`the last snapshot of run ${runId} is not valid JSON`, 'the database may be damaged; regen status shows what is recorded', err);
   }
-  return drive(deps, runId, { snapshot, input: { runId, inventory, options: JSON.parse(run.optionsJson) as RunOptions } }, true);
+  return drive(deps, runId, { snapshot, input }, true);
 }
 
 /** Abort a run that is not running: marks it aborted and releases its lock. Changes no node. */
