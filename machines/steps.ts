@@ -104,7 +104,7 @@ export async function readResetIndex(d: StepDeps, leader: PlannedNode, round: nu
             );
           }
           await d.port.startService(leader.name);
-          await waitFor(d, () => d.port.leaderAddress(leader.name).then((a) => a !== null), 'the leader to be elected again');
+          await waitFor(d, () => d.port.leaderAddress(leader.name).then((a) => a !== null), () => 'the leader to be elected again');
         }
       }
       const reading = await d.port.readResetIndex(leader.name);
@@ -195,11 +195,25 @@ export async function setupLeader(d: StepDeps, leader: PlannedNode, round: numbe
   });
 }
 
-async function waitFor(d: StepDeps, check: () => Promise<boolean>, what: string): Promise<void> {
+/**
+ * Poll until `check` holds. A check that throws counts as "not yet" (members converge, a node restarts its agent)
+ * until the deadline; then the last reason is reported. Unknown outcomes and unreachable nodes are not retried here.
+ */
+async function waitFor(d: StepDeps, check: () => Promise<boolean>, what: () => string): Promise<void> {
   const deadline = d.now() + d.convergeTimeoutMs;
+  let lastError: unknown = null;
   for (;;) {
-    if (await check()) return;
-    if (d.now() >= deadline) throw new RegenError('step-failed', `timed out after ${Math.round(d.convergeTimeoutMs / 1000)} s waiting for ${what}`, { hint: 'regen resume' });
+    try {
+      if (await check()) return;
+      lastError = null;
+    } catch (err) {
+      if (err instanceof RegenError && (err.kind === 'unreachable' || err.kind === 'needs-operator')) throw err;
+      lastError = err;
+    }
+    if (d.now() >= deadline) {
+      const why = lastError instanceof Error ? `; last error: ${lastError.message}` : '';
+      throw new RegenError('step-failed', `timed out after ${Math.round(d.convergeTimeoutMs / 1000)} s waiting for ${what()}${why}`, { hint: 'regen resume' });
+    }
     await d.sleep(500);
   }
 }
@@ -230,7 +244,7 @@ export async function verifyMember(d: StepDeps, leader: PlannedNode, node: Plann
           last = m ? `${m.status} ${m.type}` : 'not listed';
           return m !== undefined && m.status === 'alive' && m.type === expectedType(node.kind ?? 'agent');
         },
-        `${node.name} to be an alive ${node.kind} (last seen: ${last})`,
+        () => `${node.name} to be an alive ${node.kind} (last seen: ${last})`,
       );
       return null;
     },
@@ -304,10 +318,8 @@ export async function finalVerify(d: StepDeps, leader: PlannedNode, nodes: Plann
           }
           return problems.length === 0;
         },
-        'every node to be an alive member',
-      ).catch((err: unknown) => {
-        throw new RegenError('step-failed', `final verification failed:\n  - ${problems.join('\n  - ')}`, { hint: 'regen status shows each node; fix the node, then regen resume', cause: err });
-      });
+        () => `every node to be an alive member (${problems.length ? problems.join('; ') : 'members could not be listed'})`,
+      );
       const mismatched: string[] = [];
       for (const n of nodes) {
         const s = await d.port.credentialsSha256(n.name);
