@@ -8,10 +8,24 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { labDown } from './lab.js';
-import { build, ensurePackages, isRoot, labSkipReason, missingCapabilities, staleDist } from './prereq.js';
+import { OWNER_FILE, build, ensurePackages, isRoot, labSkipReason, missingCapabilities, staleDist } from './prereq.js';
 
-/** Labs made by withLab (mkdtemp under the temp dir with this prefix) that are still claimed. */
-function testLabsStillUp(): string[] {
+function ownerAlive(dir: string): boolean {
+  try {
+    const pid = Number(fs.readFileSync(path.join(dir, OWNER_FILE), 'utf8').trim());
+    if (!(pid > 0)) return false;
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Labs made by withLab (mkdtemp under the temp dir with this prefix) that are still claimed and whose test process
+ * is gone. A lab whose owner still runs belongs to another vitest run on the same host: never touch it.
+ */
+function testLabsLeftBehind(): string[] {
   const claims = '/run/regen-lab/subnets';
   if (!fs.existsSync(claims)) return [];
   const prefix = path.join(os.tmpdir(), 'regen-lab-');
@@ -24,7 +38,7 @@ function testLabsStillUp(): string[] {
         return '';
       }
     })
-    .filter((dir) => dir.startsWith(prefix));
+    .filter((dir) => dir.startsWith(prefix) && !ownerAlive(dir));
 }
 
 export default function setup(): (() => Promise<void>) | undefined {
@@ -44,7 +58,7 @@ export default function setup(): (() => Promise<void>) | undefined {
   }
   return async () => {
     if (process.env.REGEN_LAB_KEEP === '1') return;
-    for (const dir of testLabsStillUp()) {
+    for (const dir of testLabsLeftBehind()) {
       console.warn(`lab: taking down ${dir}, left up by a test that did not finish`);
       await labDown(dir).catch((e: unknown) => console.warn(`lab: down ${dir}: ${String(e)}`));
       fs.rmSync(dir, { recursive: true, force: true });

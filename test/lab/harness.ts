@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import { labDown, labUp } from './lab.js';
 import type { Lab, LabUpOptions } from './lab.js';
-import { ensurePackages, labSkipReason, missingCapabilities, staleDist } from './prereq.js';
+import { OWNER_FILE, ensurePackages, labSkipReason, missingCapabilities, staleDist } from './prereq.js';
 
 export { labSkipReason };
 
@@ -44,6 +44,8 @@ export function withLab(opts: Omit<LabUpOptions, 'dir'>): LabHandle {
   beforeAll(async () => {
     assertLabReady({ mesh: opts.mesh ?? true });
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'regen-lab-'));
+    // Lets the global teardown tell a lab whose test process died from one a concurrent run is still using.
+    fs.writeFileSync(path.join(dir, OWNER_FILE), `${process.pid}\n`);
     lab = await labUp({ ...opts, dir });
   });
   afterAll(async () => {

@@ -19,6 +19,9 @@ const PACKAGES: Record<string, string> = {
   wget: '/usr/bin/wget',
 };
 
+/** In a withLab directory: the pid of the test process that owns the lab. */
+export const OWNER_FILE = 'owner.pid';
+
 export function isRoot(): boolean {
   return process.getuid?.() === 0;
 }
