@@ -305,8 +305,9 @@ function claimSubnet(dir: string, hash: string): number {
         continue;
       }
       if (owner === dir) return third;
-      // A claim whose bridge is gone belongs to a lab that vanished without `down` (its dir deleted).
-      if (!fs.existsSync(`/sys/class/net/${labNames(owner).bridge}`) && !fs.existsSync(path.join(owner, 'lab.json'))) {
+      // Stale: the lab vanished without `down` (its directory deleted, no bridge left). A lab still being built
+      // has its directory already, so it is never taken over.
+      if (!fs.existsSync(owner) && !fs.existsSync(`/sys/class/net/${labNames(owner).bridge}`)) {
         fs.writeFileSync(file, dir);
         return third;
       }
