@@ -123,6 +123,9 @@ function bindAll(port: NodePort): NodePort {
 export interface Reporter {
   event(e: RunEvent): void;
   close(): void;
+  /** Around other output on the same terminal (the plan, the confirmation prompt): the live view steps aside. */
+  suspend(): void;
+  resume(): void;
 }
 
 /** --json: NDJSON on stdout; a terminal: the live view (stderr); otherwise one plain line per event (stderr). */
@@ -145,6 +148,8 @@ export async function makeReporter(json: boolean, io: Io): Promise<Reporter> {
       closed = true;
       inner.close();
     },
+    suspend: () => inner.suspend?.(),
+    resume: () => inner.resume?.(),
   };
 }
 
@@ -175,7 +180,10 @@ export function interruptHandling(io: Io, reporter: Reporter): { shouldStop: () 
   const dispose = io.onInterrupt(() => {
     count++;
     if (count === 1) {
-      io.err('\nregen: stopping after the command in flight (Ctrl-C again to stop at once; the step is then checked on resume)\n');
+      // The live view steps aside so its next frame is drawn below the message, not over it.
+      reporter.suspend();
+      io.err('regen: stopping after the command in flight (Ctrl-C again to stop at once; the step is then checked on resume)\n');
+      reporter.resume();
     } else {
       reporter.close();
       io.err('\nregen: stopped at once; regen resume will check the interrupted step on the node before going on\n');

@@ -12,6 +12,12 @@ export interface Reporter {
   event(event: ProgressEvent): void;
   /** Flush and stop (the live view draws its final frame and keeps it). */
   close(): void;
+  /**
+   * Other output is about to be written (the plan, a prompt): the live view erases its frame and draws nothing
+   * until resume(), then starts again below that output instead of drawing over it.
+   */
+  suspend?(): void;
+  resume?(): void;
 }
 
 export type Write = (text: string) => void;
@@ -219,7 +225,8 @@ export function renderLiveFrame(s: LiveState, now: number, opts: { color?: boole
   const nameWidth = Math.max(0, ...nodes.map((n) => n.name.length));
   for (const n of nodes) {
     const mark = n.name === leader ? c.cyan('★') : ' ';
-    const role = n.name === leader ? 'leader  ' : 'follower';
+    // Before the leader check nobody is a follower yet: calling them so would mislead during preflight.
+    const role = leader === null ? '        ' : n.name === leader ? 'leader  ' : 'follower';
     let detail: string;
     if (n.running !== null) {
       const attempt = n.running.attempt > 1 ? ` (attempt ${n.running.attempt})` : '';
@@ -257,6 +264,7 @@ export function liveReporter(stream: LiveStream, opts: LiveReporterOptions = {})
   let timer: NodeJS.Timeout | null = null;
   let ticker: NodeJS.Timeout | null = null;
   let closed = false;
+  let suspended = false;
   const restoreCursor = (): void => {
     stream.write(SHOW_CURSOR);
   };
@@ -271,7 +279,7 @@ export function liveReporter(stream: LiveStream, opts: LiveReporterOptions = {})
     drawnLines = lines.length;
   };
   const schedule = (): void => {
-    if (closed || timer !== null) return;
+    if (closed || suspended || timer !== null) return;
     const wait = Math.max(0, lastDraw + interval - now());
     timer = setTimeout(draw, wait);
     timer.unref();
@@ -293,6 +301,21 @@ export function liveReporter(stream: LiveStream, opts: LiveReporterOptions = {})
       foldLiveState(state, event);
       schedule();
       tick();
+    },
+    suspend() {
+      if (closed || suspended) return;
+      suspended = true;
+      if (timer !== null) clearTimeout(timer);
+      timer = null;
+      if (drawnLines > 0) stream.write(`\u001b[${drawnLines}F\u001b[J`);
+      drawnLines = 0;
+      restoreCursor();
+    },
+    resume() {
+      if (!suspended) return;
+      suspended = false;
+      stream.write(HIDE_CURSOR);
+      schedule();
     },
     close() {
       if (closed) return;

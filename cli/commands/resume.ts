@@ -56,8 +56,13 @@ export async function resume(o: ResumeOptions, io: Io): Promise<number> {
           confirm: async (ctx) => {
             if (o.yes) return true;
             if (!io.stdinIsTTY) throw new UsageError(`run ${run.id} is waiting for its confirmation and there is no terminal to ask on`, `regen resume ${run.id} --yes`);
-            io.err(renderPlan(ctx, { color: io.isTTY }));
-            return confirmByName(ctx, io);
+            reporter.suspend();
+            try {
+              io.err(renderPlan(ctx, { color: io.isTTY }));
+              return await confirmByName(ctx, io);
+            } finally {
+              reporter.resume();
+            }
           },
         },
         run.id,

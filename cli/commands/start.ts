@@ -68,9 +68,14 @@ export async function start(o: StartOptions, io: Io): Promise<number> {
         onEvent: (e) => reporter.event(e),
         shouldStop: interrupts.shouldStop,
         confirm: async (ctx: RegenContext) => {
-          if (!o.json) io.err(renderPlan(ctx, { color: io.isTTY }));
-          if (o.yes) return true;
-          return confirmByName(ctx, io);
+          if (o.json) return o.yes || confirmByName(ctx, io);
+          reporter.suspend();
+          try {
+            io.err(renderPlan(ctx, { color: io.isTTY }));
+            return o.yes || (await confirmByName(ctx, io));
+          } finally {
+            reporter.resume();
+          }
         },
       },
       {
