@@ -69,7 +69,7 @@ export function plannedSteps(ctx: RegenContext, n: PlannedNode): PlannedStep[] {
   });
   const onNode = (script: string, stdin?: string) => ({ node: n.name, script, ...(stdin === undefined ? {} : { stdin }) });
   const backupFiles = [CONFIG_JSON, MAIN_JSON, CREDENTIALS_FILE, `${SD_HOME}/*.pem`, PASSWORD_FILE].map((p) => p.split('/').pop()).join(' ');
-  const backup = s('backup', `cp -a ${backupFiles} → ${BACKUP_ROOT}/${run}/   (those present; owners, modes and sha256 kept)`, [onNode(cmd.backup(PLAN_RUN_ID))]);
+  const backup = s('backup', `cp -a ${backupFiles} → ${BACKUP_ROOT}/${run}/   (owners and modes kept, sha256 recorded)`, [onNode(cmd.backup(PLAN_RUN_ID))]);
   const secret = 'the mesh secret (one line)';
   if (n.role === 'leader') {
     return [
