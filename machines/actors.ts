@@ -64,6 +64,10 @@ function followerStartRound(d: steps.StepDeps, node: string): number {
   return lastSetup?.outcome === 'failed' ? round + 1 : round;
 }
 
+function allStoppedByOperator(failed: { err: unknown }[]): boolean {
+  return failed.every((f) => toErrorRecord(f.err).kind === 'aborted');
+}
+
 export function makeActors(d: steps.StepDeps, hooks: ActorHooks = {}): typeof actorTypes {
   return {
     preflight: fromPromise(async ({ input }) => {
@@ -125,8 +129,9 @@ export function makeActors(d: steps.StepDeps, hooks: ActorHooks = {}): typeof ac
       const failed = settled.flatMap((r, i) => (r.status === 'rejected' ? [{ node: input.nodes[i]?.name ?? '?', err: r.reason as unknown }] : []));
       if (failed.length === 1 && failed[0]) throw failed[0].err;
       if (failed.length) {
-        throw new RegenError('step-failed', `backup failed on ${failed.length} node(s); nothing was removed anywhere:\n  - ${failed.map((f) => `${f.node}: ${toErrorRecord(f.err).message}`).join('\n  - ')}`, {
-          hint: 'free space or fix the nodes, then regen resume',
+        const stopped = allStoppedByOperator(failed);
+        throw new RegenError(stopped ? 'aborted' : 'step-failed', `backup ${stopped ? 'stopped' : 'failed'} on ${failed.length} node(s); nothing was removed anywhere:\n  - ${failed.map((f) => `${f.node}: ${toErrorRecord(f.err).message}`).join('\n  - ')}`, {
+          hint: stopped ? 'regen resume' : 'free space or fix the nodes, then regen resume',
         });
       }
       return null;
@@ -175,10 +180,12 @@ export function makeActors(d: steps.StepDeps, hooks: ActorHooks = {}): typeof ac
       if (failed.length === 1 && failed[0]) throw failed[0].err;
       if (failed.length) {
         const needsOperator = failed.some((f) => toErrorRecord(f.err).kind === 'needs-operator');
+        // A Ctrl-C stops every follower chain at its next step: that is one stop by the operator, not a failure.
+        const stopped = allStoppedByOperator(failed);
         throw new RegenError(
-          needsOperator ? 'needs-operator' : 'step-failed',
+          stopped ? 'aborted' : needsOperator ? 'needs-operator' : 'step-failed',
           `${failed.length} follower(s) did not finish:\n  - ${failed.map((f) => `${f.node}: ${toErrorRecord(f.err).message}`).join('\n  - ')}`,
-          { hint: 'regen status shows each node; fix what is named, then regen resume' },
+          { hint: stopped ? 'regen resume' : 'regen status shows each node; fix what is named, then regen resume' },
         );
       }
       return { done: settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : [])) };
