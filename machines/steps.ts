@@ -93,6 +93,8 @@ export async function readResetIndex(d: StepDeps, leader: PlannedNode, round: nu
     probe: notDone,
     apply: async () => {
       if (round > 1) {
+        const named = indexNamedBySetupFailure(d, leader.name, round - 1);
+        if (named !== null) return named;
         const pending = await d.port.probeResetFile(leader.name);
         if (pending !== null) return pending;
         if (!(await d.port.serviceActive(leader.name))) {
@@ -117,6 +119,18 @@ export async function readResetIndex(d: StepDeps, leader: PlannedNode, round: nu
       return reading.index;
     },
   });
+}
+
+/**
+ * The valid index as named by the previous round's failed setup, when its bootstrap was refused for a stale one
+ * (the ACLs were reset by someone else after regen read the index): the pending reset file then holds the stale
+ * index, and trusting it would fail every later round the same way.
+ */
+function indexNamedBySetupFailure(d: StepDeps, leader: string, round: number): number | null {
+  const failed = d.store.journal(d.runId, { step: 'leader.setup', node: leader }).filter((r) => r.attempt === round && r.outcome === 'failed');
+  const last = failed.reduce<(typeof failed)[number] | undefined>((a, r) => (a === undefined || r.id > a.id ? r : a), undefined);
+  const m = /Invalid bootstrap reset index \(specified \d+, reset index: (\d+)\)/.exec(last?.detail ?? '');
+  return m?.[1] === undefined ? null : Number(m[1]);
 }
 
 export async function writeResetFile(d: StepDeps, leader: PlannedNode, index: number, round: number): Promise<void> {
