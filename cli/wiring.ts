@@ -202,6 +202,8 @@ export function summarize(result: RunResult, o: { dryRun: boolean }): string {
     lines.push(`\nregen: run ${result.runId} aborted; no node was changed after the point shown by regen status ${result.runId}.`);
   } else if (o.dryRun) {
     lines.push(`\nregen: the plan could not be made (${result.state}).`);
+  } else if (result.error?.kind === 'aborted') {
+    lines.push(`\nregen: run ${result.runId} stopped by the operator at ${result.context.failedAt ?? result.state}; the commands in flight finished and are journaled. It is resumable.`);
   } else {
     lines.push(`\nregen: run ${result.runId} stopped (${result.status}) at ${result.context.failedAt ?? result.state}.`);
   }
