@@ -74,9 +74,9 @@ export async function backupNode(d: StepDeps, node: PlannedNode): Promise<Backup
     },
     apply: () => d.port.backup(node.name, d.runId),
   });
-  if (d.store.listBackups(d.runId, node.name).length === 0) {
-    for (const f of manifest.files) d.store.recordBackup({ runId: d.runId, node: node.name, dir: manifest.dir, ...f });
-  }
+  // Per file: a process killed while recording them left some rows, and a resume must add the rest.
+  const recorded = new Set(d.store.listBackups(d.runId, node.name).map((b) => b.path));
+  for (const f of manifest.files) if (!recorded.has(f.path)) d.store.recordBackup({ runId: d.runId, node: node.name, dir: manifest.dir, ...f });
   return manifest;
 }
 
