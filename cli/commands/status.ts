@@ -69,11 +69,20 @@ export function buildStatusView(store: Store, run: RunRow, now = Date.now()): St
   const failedRow = [...journal].reverse().find((r) => r.outcome === 'failed' || r.outcome === 'unknown');
   const next: StatusView['next'] = [];
   if (run.status === 'failed' || run.status === 'needs-operator') {
-    if (run.error?.hint) next.push({ command: run.error.hint, why: 'what the error asks for' });
-    next.push({ command: `regen resume ${run.id}`, why: 'continue from the last completed step (interrupted steps are checked first)' });
+    const hint = run.error?.hint;
+    if (run.error?.kind === 'aborted') {
+      next.push({ command: `regen resume ${run.id}`, why: 'stopped by the operator; the commands in flight finished and are journaled' });
+    } else {
+      // A hint that is a command goes here as it is; one in words stays under the error (renderStatus shows it).
+      if (hint !== undefined && /^regen [a-z]/.test(hint) && !/^regen resume\s*$/.test(hint) && !hint.includes(';')) next.push({ command: hint, why: 'what the error asks for' });
+      next.push({ command: `regen resume ${run.id}`, why: 'continue from the last completed step (interrupted steps are checked first)' });
+    }
   } else if (run.status === 'running' && !alive) {
     const lock = store.getLock(run.cluster);
-    if (lock) next.push({ command: `regen unlock --cluster ${run.cluster}`, why: `the process that ran it (pid ${lock.pid} on ${lock.host}) is gone` });
+    // resume takes over by itself the lock of a dead process of this run on this host; anything else needs unlock.
+    if (lock && (lock.host !== hostname() || lock.runId !== run.id)) {
+      next.push({ command: `regen unlock --cluster ${run.cluster}`, why: `the lock is held by run ${lock.runId} (pid ${lock.pid} on ${lock.host}); unlock only if that process is gone` });
+    }
     next.push({ command: `regen resume ${run.id}`, why: 'the run was interrupted; resume checks the interrupted step on its node' });
   } else if (run.status === 'running') {
     next.push({ command: `regen status ${run.id} --watch`, why: 'the run is in progress' });

@@ -141,7 +141,8 @@ describe('regen start / status / runs through the command functions', () => {
     const text = s.stdoutText();
     expect(text).toContain('run-cli');
     expect(text).toMatch(/running/);
-    expect(text).toContain('regen unlock --cluster testmesh');
+    // The dead holder was this run on this host: resume takes its lock over, so status does not send the operator to unlock.
+    expect(text).not.toContain('regen unlock');
     expect(text).toContain('regen resume run-cli');
     const j = fakeIo();
     await status({ db: join(dir, 'regen.db'), json: true, run: 'run-cli', watch: false }, j);
@@ -151,7 +152,6 @@ describe('regen start / status / runs through the command functions', () => {
     expect(cells).toContain('done');
 
     // The operator follows the advice.
-    expect(await main(['unlock', '--cluster', 'testmesh', '--db', join(dir, 'regen.db')], fakeIo())).toBe(EXIT.ok);
     const r = fakeIo({ REGEN_MESH_PASSWORD: SECRET });
     const code = await resume(
       { db: join(dir, 'regen.db'), json: true, run: undefined, passwordFile: undefined, maxRecoveries: 5, yes: false, sshConfig: undefined, knownHosts: undefined, acceptNewHostKeys: false, connectTimeoutS: 5, commandTimeoutS: 60, makePort: async () => cluster.port, runDeps: FAST },
