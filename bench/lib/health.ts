@@ -218,3 +218,23 @@ export async function checkHealth(lab: Lab, dbPath: string, newSecret: string, b
   for (const [key, count] of doneTwice) if (count > 1) problems.push(`journal: ${key.replace(/\|/g, ' ')} done ${count} times`);
   return report();
 }
+
+/**
+ * What regen may change on a node, as one string: checksums of every file under the service's config and home
+ * (its raft data excepted) and whether the service runs. Equal before and after: the node was not changed.
+ */
+export async function nodeState(lab: Lab, node: string): Promise<string> {
+  const r = await sshExec(
+    lab,
+    node,
+    'find /etc/zextras /var/lib/service-discover -path /var/lib/service-discover/data -prune -o -type f -print0 2>/dev/null | sort -z | xargs -0 -r sha256sum; systemctl is-active service-discover; true',
+  );
+  if (r.code !== 0) throw new Error(`state of ${node}: ${r.stderr.trim()}`);
+  return r.stdout;
+}
+
+export async function labState(lab: Lab): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const n of lab.nodes) out[n.name] = await nodeState(lab, n.name);
+  return out;
+}
