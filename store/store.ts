@@ -59,7 +59,9 @@ export function openStore(path: string, opts: OpenStoreOptions = {}): Store {
     // Checked over a separate read-only connection so that a database we refuse is never written to: the
     // read-write connection would switch it to WAL and migrate it, and closing it could checkpoint a WAL file.
     // (Reading a WAL database still leaves its -wal/-shm side files in place: they belong to whoever writes it.)
-    if (exists) inspectExisting(path);
+    // A read-only open writes nothing to protect, and quick_check reads every page (hundreds of ms on a long run's
+    // database), so readers skip it: the version check below still runs, and damage they touch is still reported.
+    if (exists && !readonly) inspectExisting(path);
     if (!readonly && !exists) createDbFile(path);
   }
 
