@@ -8,7 +8,8 @@
  * For each kill point: a fresh lab, `regen start` killed with SIGKILL at that point, `regen resume` until it exits
  * 0 (at most 10 times; some resumes are killed too), then the mesh checked over ssh and in the database without
  * regen's code (bench/lib/health.ts). Prints "kill points tried: N, healthy: M" per topology and in total, writes
- * bench/results/crash-sweep.json, and exits 1 when a point ended unhealthy.
+ * each topology's result into bench/results/crash-sweep.json as it finishes (other topologies' entries are kept),
+ * and exits 1 when a point ended unhealthy.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -54,6 +55,32 @@ function parse(argv: string[]): Args {
   return { topologies, sample, out };
 }
 
+interface ResultFile {
+  at: string;
+  host: { cpus: number };
+  tried: number;
+  healthy: number;
+  topologies: Record<string, SweepResult & { sample: number | 'all'; at: string; sweepMs: number }>;
+}
+
+/** Each topology's result replaces its own entry in the file, so topologies can be swept by separate commands. */
+function save(args: Args, r: SweepResult, sweepMs: number): void {
+  let file: ResultFile = { at: '', host: { cpus: os.cpus().length }, tried: 0, healthy: 0, topologies: {} };
+  try {
+    file = JSON.parse(fs.readFileSync(args.out, 'utf8')) as ResultFile;
+  } catch {
+    // first result
+  }
+  const at = new Date().toISOString();
+  file.topologies[r.topology] = { ...r, sample: args.sample ?? 'all', at, sweepMs };
+  file.at = at;
+  file.host = { cpus: os.cpus().length };
+  file.tried = Object.values(file.topologies).reduce((s, t) => s + t.tried, 0);
+  file.healthy = Object.values(file.topologies).reduce((s, t) => s + t.healthy, 0);
+  fs.mkdirSync(path.dirname(args.out), { recursive: true });
+  fs.writeFileSync(args.out, `${JSON.stringify(file, null, 2)}\n`);
+}
+
 async function main(): Promise<number> {
   const args = parse(process.argv.slice(2));
   if (process.getuid?.() !== 0) usage('the lab needs root');
@@ -68,6 +95,7 @@ async function main(): Promise<number> {
       const r = await sweep(root, topo, { ...(args.sample === undefined ? {} : { sample: args.sample }), log: (l) => process.stdout.write(`${l}\n`) });
       results.push(r);
       process.stdout.write(`topology ${r.topology}: kill points tried: ${r.tried} of ${r.pointsAvailable}, healthy: ${r.healthy}; ${r.msPerPoint} ms per point\n`);
+      save(args, r, Date.now() - t0);
     }
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
@@ -76,11 +104,6 @@ async function main(): Promise<number> {
   const healthy = results.reduce((s, r) => s + r.healthy, 0);
   const baselinesOk = results.every((r) => r.baselineHealthy);
   process.stdout.write(`kill points tried: ${tried}, healthy: ${healthy}\n`);
-  fs.mkdirSync(path.dirname(args.out), { recursive: true });
-  fs.writeFileSync(
-    args.out,
-    `${JSON.stringify({ at: new Date().toISOString(), host: { cpus: os.cpus().length }, sample: args.sample ?? 'all', totalMs: Date.now() - t0, tried, healthy, topologies: results }, null, 2)}\n`,
-  );
   process.stdout.write(`result: ${args.out}\n`);
   return tried === healthy && baselinesOk ? 0 : 1;
 }
