@@ -45,7 +45,7 @@ async function rejoin(lab: Lab, node: string, bind: string): Promise<{ code: num
   return { code: r.code, out: r.stdout + r.stderr };
 }
 
-describe.skipIf(skip)('lab faults on a mesh (1 server, 2 agents)', () => {
+describe.skipIf(skip)('lab faults on a mesh (1 server, 2 agents)', { timeout: 120_000 }, () => {
   const h = withLab({ nodes: 3, servers: 1, profile: 'current' });
 
   it('starts with every member alive and every agent running', async () => {
@@ -87,7 +87,7 @@ describe.skipIf(skip)('lab faults on a mesh (1 server, 2 agents)', () => {
   });
 });
 
-describe.skipIf(skip)('lab leadership (3 servers)', () => {
+describe.skipIf(skip)('lab leadership (3 servers)', { timeout: 120_000 }, () => {
   const h = withLab({ nodes: 3, servers: 3, profile: 'current' });
 
   it('moves the leader where `leader NODE` says', async () => {

@@ -40,7 +40,7 @@ function leftovers(dir: string): string[] {
   return found;
 }
 
-describe.skipIf(skip)('lab infrastructure (3 nodes, no mesh)', () => {
+describe.skipIf(skip)('lab infrastructure (3 nodes, no mesh)', { timeout: 120_000 }, () => {
   const h = withLab({ nodes: 3, servers: 1, profile: 'current', mesh: false });
 
   it('writes what a client needs: inventory, ssh_config, known_hosts, key, README, secret', () => {
@@ -229,7 +229,7 @@ describe.skipIf(skip)('lab infrastructure (3 nodes, no mesh)', () => {
   });
 });
 
-describe.skipIf(skip)('lab down', () => {
+describe.skipIf(skip)('lab down', { timeout: 120_000 }, () => {
   it('removes every namespace, link, process, mount and file; twice is fine', async () => {
     assertLabReady({ mesh: false });
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'regen-lab-down-'));

@@ -166,7 +166,7 @@ async function expectNewSecretEverywhere(op: Operator, lab: Lab, leader: LabNode
   expect(labStatus(lab.dir).nodes.every((n) => n.agent)).toBe(true);
 }
 
-describe.skipIf(skip)('seed 000 (current Carbonio), single server', () => {
+describe.skipIf(skip)('seed 000 (current Carbonio), single server', { timeout: 120_000 }, () => {
   const h = withLab({ nodes: 1, servers: 1, profile: 'current', losePassword: true });
   it('regenerates the credentials by the runbook', async () => {
     expect(fs.existsSync(path.join(h.lab.nodes[0]?.root ?? '', 'var-lib-sd', 'password'))).toBe(false);
@@ -174,21 +174,21 @@ describe.skipIf(skip)('seed 000 (current Carbonio), single server', () => {
   });
 });
 
-describe.skipIf(skip)('seed 000 (current Carbonio), 1 server + 2 agents', () => {
+describe.skipIf(skip)('seed 000 (current Carbonio), 1 server + 2 agents', { timeout: 120_000 }, () => {
   const h = withLab({ nodes: 3, servers: 1, profile: 'current', losePassword: true });
   it('regenerates the credentials by the runbook, then on every other node', async () => {
     await seed000(h.lab);
   });
 });
 
-describe.skipIf(skip)('seed 002 (older Zextras), single server', () => {
+describe.skipIf(skip)('seed 002 (older Zextras), single server', { timeout: 120_000 }, () => {
   const h = withLab({ nodes: 1, servers: 1, profile: 'legacy', losePassword: true });
   it('regenerates the credentials by the runbook', async () => {
     await seed002(h.lab);
   });
 });
 
-describe.skipIf(skip)('seed 002 (older Zextras), 1 server + 2 agents', () => {
+describe.skipIf(skip)('seed 002 (older Zextras), 1 server + 2 agents', { timeout: 120_000 }, () => {
   const h = withLab({ nodes: 3, servers: 1, profile: 'legacy', losePassword: true });
   it('regenerates the credentials by the runbook, then on every other node', async () => {
     await seed002(h.lab);
