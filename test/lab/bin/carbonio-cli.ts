@@ -1,11 +1,11 @@
 /**
- * The simulated `carbonio` (current profile) and `zmprov` (both profiles) commands: only
- * `carbonio prov gas service-discover` / `zmprov gas service-discover`, which list the mesh servers, one FQDN a
- * line, as the directory answers. Like the real tools they run as the zextras user only.
+ * The simulated `carbonio` (current profile) and `zmprov` (both profiles) commands: only `gas` (every Carbonio
+ * server) and `gas service-discover` (the mesh servers), one FQDN a line, as the directory answers. Like the real
+ * tools they run as the zextras user only.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { LDAP_MIRROR, applyLatency, loadSelf, runMain, selfLabDir } from './node-world.js';
+import { LDAP_ALL_SERVERS_MIRROR, LDAP_MIRROR, applyLatency, loadSelf, runMain, selfLabDir } from './node-world.js';
 
 function zextrasUid(): number | null {
   for (const line of fs.readFileSync('/etc/passwd', 'utf8').split('\n')) {
@@ -31,11 +31,11 @@ async function main(argv: string[]): Promise<number> {
     return 1;
   }
   const [cmd = '', service = ''] = args;
-  if ((cmd === 'gas' || cmd === 'getAllServers') && service !== '') {
-    if (service !== 'service-discover') return 0;
+  if (cmd === 'gas' || cmd === 'getAllServers') {
+    if (service !== '' && service !== 'service-discover') return 0;
     let text = '';
     try {
-      text = fs.readFileSync(path.join(selfLabDir(), LDAP_MIRROR), 'utf8');
+      text = fs.readFileSync(path.join(selfLabDir(), service === '' ? LDAP_ALL_SERVERS_MIRROR : LDAP_MIRROR), 'utf8');
     } catch {
       text = '';
     }

@@ -48,6 +48,8 @@ export const CONSUL_VERSION: Record<Profile, string> = { current: '1.19.2', lega
 export const SD_VERSION: Record<Profile, string> = { current: '0.7.2', legacy: '0.1.6' };
 /** What `carbonio prov gas service-discover` answers, mirrored where the zextras user can read it. */
 export const LDAP_MIRROR = 'ldap-service-discover';
+/** What `carbonio prov gas` answers (every Carbonio server: every node of the lab), beside it. */
+export const LDAP_ALL_SERVERS_MIRROR = 'ldap-all-servers';
 
 const BIN_DIR = path.dirname(fileURLToPath(import.meta.url));
 const testMode = (): boolean => process.env.REGEN_LAB_NODE_JSON !== undefined;
@@ -233,9 +235,10 @@ function killAgent(self: NodeJson): void {
 }
 
 function writeLdapMirror(self: NodeJson, nodes: NodeJson[], state: ClusterState): void {
-  const text = state.ldap.meshServers.map((s) => `${s}\n`).join('');
-  for (const n of nodes) {
-    const file = path.join(labDirOf(self, n.short), LDAP_MIRROR);
+  const mesh = state.ldap.meshServers.map((s) => `${s}\n`).join('');
+  const all = nodes.map((n) => `${n.fqdn}\n`).join('');
+  for (const [n, name, text] of nodes.flatMap((n) => [[n, LDAP_MIRROR, mesh] as const, [n, LDAP_ALL_SERVERS_MIRROR, all] as const])) {
+    const file = path.join(labDirOf(self, n.short), name);
     let current: string | null = null;
     try {
       current = fs.readFileSync(file, 'utf8');
