@@ -163,6 +163,7 @@ function describeStep(step: string): string {
     'follower.stop': 'systemctl stop service-discover',
     'leader.wipe': 'rm config.json main.json *.pem',
     'follower.wipe': 'rm config.json main.json *.pem',
+    'leader.raft-recovery': 'write data/raft/peers.json (this server alone)',
     'leader.setup': 'service-discover setup --first-instance',
     'follower.setup': 'service-discover setup',
     'follower.copy-credentials': 'copy cluster-credentials.tar.gpg',

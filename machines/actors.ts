@@ -150,6 +150,10 @@ export function makeActors(d: steps.StepDeps, hooks: ActorHooks = {}): typeof ac
       await steps.wipeNode(d, input.leader, 'leader.wipe', input.round);
       return null;
     }),
+    writeRaftRecovery: fromPromise(async ({ input }) => {
+      await steps.writeRaftRecovery(d, input.leader, input.round);
+      return null;
+    }),
     setupLeader: fromPromise(({ input }) => steps.setupLeader(d, input.leader, input.round)),
     verifyLeader: fromPromise(async ({ input }) => {
       await steps.verifyMember(d, input.leader, input.leader, 'leader.verify', input.round);

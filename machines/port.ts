@@ -164,6 +164,16 @@ export interface NodePort {
   /** Probe: the index in the reset file, or null if there is none. */
   probeResetFile(node: string): Promise<number | null>;
 
+  /**
+   * Consul's outage recovery for a mesh of several servers: write <data_dir>/raft/peers.json naming only this node
+   * (its data/node-id and bindAddress:8300), as user service-discover, so that its restart with the new CA forms a
+   * one-server raft and can elect itself; the other servers rejoin it when they are set up again. Consul deletes the
+   * file once it has read it.
+   */
+  writeRaftRecovery(node: string, bindAddress: string): Promise<void>;
+  /** Probe: the peers.json content's addresses, or null when there is no such file. */
+  probeRaftRecovery(node: string): Promise<string[] | null>;
+
   /** `systemctl stop service-discover` (probe: inspect().serviceActive / serviceActive()). */
   stopService(node: string): Promise<void>;
   startService(node: string): Promise<void>;
@@ -198,6 +208,8 @@ export const SD_CONFIG_DIR = '/etc/zextras/service-discover';
 export const SD_HOME = '/var/lib/service-discover';
 export const SD_DATA_DIR = '/var/lib/service-discover/data';
 export const RESET_FILE = `${SD_DATA_DIR}/acl-bootstrap-reset`;
+export const PEERS_FILE = `${SD_DATA_DIR}/raft/peers.json`;
+export const NODE_ID_FILE = `${SD_DATA_DIR}/node-id`;
 export const CREDENTIALS_FILE = `${SD_CONFIG_DIR}/cluster-credentials.tar.gpg`;
 export const MAIN_JSON = `${SD_CONFIG_DIR}/main.json`;
 export const CONFIG_JSON = `${SD_CONFIG_DIR}/config.json`;

@@ -2,7 +2,8 @@
  * The recovery statechart: the seeds' runbook as data. Read top to bottom it is the procedure:
  *
  *   preflight → leaderCheck → confirming → backup
- *     → leader: resetIndex → resetFile → stop → wipe → setup → verify     (wipe + regenerate retry as one unit)
+ *     → leader: resetIndex → resetFile → stop → wipe → [raftRecovery] → setup → verify
+ *       (wipe + regenerate retry as one unit; raftRecovery only with several mesh servers)
  *     → followers (each: copy credentials → stop → wipe → setup → verify, N at a time)
  *     → finalVerify → [harden] → done
  *   any step → failed (resumable: RETRY re-enters the step) | needsOperator (a human settles it, then RETRY)
@@ -72,6 +73,7 @@ export const actorTypes = {
   writeResetFile: slot<null, { leader: PlannedNode; index: number; round: number }>('writeResetFile'),
   stopLeader: slot<null, { leader: PlannedNode; round: number }>('stopLeader'),
   wipeLeader: slot<null, { leader: PlannedNode; round: number }>('wipeLeader'),
+  writeRaftRecovery: slot<null, { leader: PlannedNode; round: number }>('writeRaftRecovery'),
   setupLeader: slot<{ credentialsSha256: string }, { leader: PlannedNode; round: number }>('setupLeader'),
   verifyLeader: slot<null, { leader: PlannedNode; round: number }>('verifyLeader'),
   setUpFollowers: slot<FollowersResult, { leader: PlannedNode; followers: PlannedNode[]; credentialsSha256: string; parallel: number; maxRounds: number }>(
@@ -111,6 +113,7 @@ export const RESUMABLE_STATES = [
   'leader.resetFile',
   'leader.stop',
   'leader.wipe',
+  'leader.raftRecovery',
   'leader.setup',
   'leader.verify',
   'followers',
@@ -160,6 +163,7 @@ export const recoveryMachine = setup({
     failedAt: ({ context }, params: { at: ResumableState }) => context.failedAt === params.at,
     setupFailed: ({ context }) => context.failedAt === 'leader.setup' && context.error?.kind === 'step-failed',
     hasFollowers: ({ context }) => context.nodes.length > 1,
+    severalServers: ({ context }) => context.nodes.filter((n) => n.kind === 'server').length > 1,
     wantsRevoke: ({ context }) => context.options.revokeOldTokens,
     canRetryLeaderUnit: ({ context, event }) => {
       const kind = errorRecordOf((event as unknown as ErrorEvent).error).kind;
@@ -271,8 +275,17 @@ export const recoveryMachine = setup({
             id: 'wipeLeader',
             src: 'wipeLeader',
             input: ({ context }) => ({ leader: leaderOf(context), round: context.round }),
-            onDone: 'setup',
+            onDone: [{ guard: 'severalServers', target: 'raftRecovery' }, { target: 'setup' }],
             onError: onStepError('leader.wipe'),
+          },
+        },
+        raftRecovery: {
+          invoke: {
+            id: 'writeRaftRecovery',
+            src: 'writeRaftRecovery',
+            input: ({ context }) => ({ leader: leaderOf(context), round: context.round }),
+            onDone: 'setup',
+            onError: onStepError('leader.raftRecovery'),
           },
         },
         setup: {

@@ -8,6 +8,7 @@
  *   leader.reset-file          writeResetFile                       probeResetFile
  *   leader.stop                stopService                          serviceActive
  *   leader.wipe                wipe(profile)                        probeWipe
+ *   leader.raft-recovery       writeRaftRecovery (several servers)  probeRaftRecovery
  *   leader.setup               setupLeader (first instance)         probeSetup: new credentials, service up
  *   leader.verify              members (a read)                     —
  *   follower.copy-credentials  writeCredentials                     credentialsSha256
@@ -31,6 +32,7 @@ export const STEP_NAMES = [
   'leader.reset-file',
   'leader.stop',
   'leader.wipe',
+  'leader.raft-recovery',
   'leader.setup',
   'leader.verify',
   'follower.copy-credentials',
@@ -44,7 +46,7 @@ export const STEP_NAMES = [
 export type StepName = (typeof STEP_NAMES)[number];
 
 /** The per-node step order shown by `regen status` (leader chain, then follower chain). */
-export const LEADER_STEPS: StepName[] = ['backup', 'leader.reset-index', 'leader.reset-file', 'leader.stop', 'leader.wipe', 'leader.setup', 'leader.verify'];
+export const LEADER_STEPS: StepName[] = ['backup', 'leader.reset-index', 'leader.reset-file', 'leader.stop', 'leader.wipe', 'leader.raft-recovery', 'leader.setup', 'leader.verify'];
 export const FOLLOWER_STEPS: StepName[] = ['backup', 'follower.copy-credentials', 'follower.stop', 'follower.wipe', 'follower.setup', 'follower.verify'];
 
 export interface StepDeps {
@@ -175,6 +177,28 @@ export async function wipeNode(d: StepDeps, node: PlannedNode, step: 'leader.wip
     probe: async () => ((await d.port.probeWipe(node.name, node.profile)) ? { state: 'done', result: null } : { state: 'not-done' }),
     apply: async () => {
       await d.port.wipe(node.name, node.profile);
+      return null;
+    },
+  });
+}
+
+/**
+ * With several mesh servers, the leader restarted with a new CA cannot reach the others (they verify TLS) and has no
+ * quorum, so its first-instance setup could never bootstrap. Consul's outage recovery makes it start as a
+ * one-server raft; the other servers join it again when they are set up.
+ */
+export async function writeRaftRecovery(d: StepDeps, leader: PlannedNode, round: number): Promise<void> {
+  const want = `${leader.bindAddress}:8300`;
+  await durableStep<null>(d.journal, {
+    step: 'leader.raft-recovery',
+    node: leader.name,
+    round,
+    probe: async () => {
+      const peers = await d.port.probeRaftRecovery(leader.name);
+      return peers !== null && peers.length === 1 && peers[0] === want ? { state: 'done', result: null } : { state: 'not-done' };
+    },
+    apply: async () => {
+      await d.port.writeRaftRecovery(leader.name, leader.bindAddress);
       return null;
     },
   });

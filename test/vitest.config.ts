@@ -8,6 +8,8 @@ export default defineConfig({
     exclude: ['node_modules/**', 'dist/**'],
     testTimeout: 30_000,
     hookTimeout: 180_000,
+    // The lab's setup: installs what the lab needs, builds dist/ when stale, fails under CI=true without root.
+    globalSetup: ['test/lab/global-setup.ts'],
     pool: 'forks',
   },
 });

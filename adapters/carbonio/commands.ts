@@ -15,6 +15,9 @@ import {
   MAIN_JSON,
   PASSWORD_FILE,
   RESET_FILE,
+  PEERS_FILE,
+  NODE_ID_FILE,
+  SD_DATA_DIR,
   SD_CONFIG_DIR,
   SD_HOME,
   type Profile,
@@ -240,6 +243,11 @@ export function readResetIndex(): string {
   );
 }
 
+/** Prints the raft recovery file behind a marker, or `regen:absent`. */
+export function probeRaftRecovery(): string {
+  return script(`if [ -f ${PEERS_FILE} ]; then echo 'regen:present'; cat ${PEERS_FILE}; else echo 'regen:absent'; fi`);
+}
+
 /** Prints the reset file behind a marker, or `regen:absent`. */
 export function probeResetFile(): string {
   return script(`if [ -f ${RESET_FILE} ]; then echo 'regen:present'; cat ${RESET_FILE}; else echo 'regen:absent'; fi`);
@@ -344,6 +352,20 @@ export function probeBackup(runId: string): string {
 export function writeResetFile(index: number): string {
   if (!Number.isSafeInteger(index) || index < 0) throw new Error(`not a reset index: ${index}`);
   return script(asServiceDiscover(`echo ${index} > ${RESET_FILE}`));
+}
+
+/**
+ * Consul's outage recovery (peers.json) naming only this server, written as service-discover: its node id comes
+ * from data/node-id on the node itself. Exits 4 with a marker when the node has no node id (consul never ran).
+ */
+export function writeRaftRecovery(bindAddress: string): string {
+  const addr = requireIPv4(bindAddress);
+  return script(
+    `[ -s ${NODE_ID_FILE} ] || { echo 'regen:no-node-id'; exit 4; }`,
+    asServiceDiscover(
+      `ID=$(cat ${NODE_ID_FILE}) && mkdir -p ${SD_DATA_DIR}/raft && printf '[{"id":"%s","address":"%s:8300","non_voter":false}]\\n' "$ID" ${addr} > ${PEERS_FILE}`,
+    ),
+  );
 }
 
 export function stopService(): string {

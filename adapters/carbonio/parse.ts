@@ -429,3 +429,18 @@ export function parseTokens(output: string, node?: string): TokenInfo[] {
   });
 }
 
+
+/** `regen:absent`, or `regen:present` then peers.json: the peers' addresses (IP:port). */
+export function parseRaftRecovery(stdout: string, node: string): string[] | null {
+  const lines = stdout.split('\n');
+  const head = lines[0]?.trim();
+  if (head === 'regen:absent') return null;
+  if (head !== 'regen:present') throw new NeedsOperatorError(`unexpected answer reading peers.json on ${node}: ${stdout.slice(0, 200)}`, { node });
+  try {
+    const entries = JSON.parse(lines.slice(1).join('\n')) as unknown;
+    if (!Array.isArray(entries)) throw new Error('not a list');
+    return entries.map((e) => String((e as { address?: unknown }).address ?? ''));
+  } catch {
+    throw new NeedsOperatorError(`${node}: data/raft/peers.json is not the JSON list Consul expects`, { node, hint: 'look at the file, remove it if it is not yours, then regen resume' });
+  }
+}

@@ -27,6 +27,7 @@ import {
   parseMembers,
   parseMeshServers,
   parseProbeWipe,
+  parseRaftRecovery,
   parseReadCredentials,
   parseResetFile,
   parseResetIndex,
@@ -279,6 +280,24 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
       const res = await run(node, 'probe acl-bootstrap-reset', cmd.probeResetFile());
       if (res.code !== 0) throw failed(node, 'reading the reset file', res);
       return parseResetFile(res.stdout, node);
+    },
+
+    async writeRaftRecovery(node: string, bindAddress: string): Promise<void> {
+      const command = build(() => cmd.writeRaftRecovery(bindAddress));
+      const res = await run(node, 'write raft peers.json', command);
+      if (res.stdout.includes('regen:no-node-id')) {
+        throw new NeedsOperatorError(`${node} has no /var/lib/service-discover/data/node-id, so the raft recovery file cannot name it`, {
+          node,
+          hint: 'start service-discover once on that node (it writes its node id), or recover the raft by hand, then regen resume',
+        });
+      }
+      if (res.code !== 0) throw failed(node, 'writing data/raft/peers.json as service-discover', res);
+    },
+
+    async probeRaftRecovery(node: string): Promise<string[] | null> {
+      const res = await run(node, 'probe raft peers.json', cmd.probeRaftRecovery());
+      if (res.code !== 0) throw failed(node, 'reading data/raft/peers.json', res);
+      return parseRaftRecovery(res.stdout, node);
     },
 
     async stopService(node: string): Promise<void> {

@@ -10,8 +10,8 @@ import { EXIT } from '../exit-codes.js';
 import { sharedRedactor } from '../wiring.js';
 
 /** Matrix columns: a step name without its leader./follower. prefix. */
-export const STATUS_COLUMNS = ['backup', 'reset-index', 'reset-file', 'copy-credentials', 'stop', 'wipe', 'setup', 'verify', 'final'] as const;
-const LEADER_COLUMNS = new Set(['backup', 'reset-index', 'reset-file', 'stop', 'wipe', 'setup', 'verify', 'final']);
+export const STATUS_COLUMNS = ['backup', 'reset-index', 'reset-file', 'copy-credentials', 'stop', 'wipe', 'raft-recovery', 'setup', 'verify', 'final'] as const;
+const LEADER_COLUMNS = new Set(['backup', 'reset-index', 'reset-file', 'stop', 'wipe', 'raft-recovery', 'setup', 'verify', 'final']);
 const FOLLOWER_COLUMNS = new Set(['backup', 'copy-credentials', 'stop', 'wipe', 'setup', 'verify']);
 
 function columnOf(step: string): string {
@@ -57,12 +57,14 @@ export function buildStatusView(store: Store, run: RunRow, now = Date.now()): St
     return alive ? 'running' : 'unknown';
   };
   const leader = run.leader;
+  // The raft recovery column exists only for meshes of several servers.
+  const columns = STATUS_COLUMNS.filter((c) => c !== 'raft-recovery' || nodes.filter((n) => n.kind === 'server').length > 1);
   const viewNodes = nodes
     .map((n) => {
       const role = n.role ?? (leader === null ? null : n.name === leader ? 'leader' : 'follower');
       const cols = role === 'leader' ? LEADER_COLUMNS : FOLLOWER_COLUMNS;
       const cells: Record<string, CellState> = {};
-      for (const c of STATUS_COLUMNS) if (cols.has(c) || role === null) cells[c] = cell(latest.get(`${n.name}|${c}`));
+      for (const c of columns) if (cols.has(c) || role === null) cells[c] = cell(latest.get(`${n.name}|${c}`));
       return { name: n.name, role, kind: n.kind, cells };
     })
     .sort((a, b) => Number(b.role === 'leader') - Number(a.role === 'leader'));
@@ -99,7 +101,7 @@ export function buildStatusView(store: Store, run: RunRow, now = Date.now()): St
     downtimeStartedAt: run.downtimeStartedAt,
     downtimeEndedAt: run.downtimeEndedAt,
     recoveries: run.recoveries,
-    steps: [...STATUS_COLUMNS],
+    steps: [...columns],
     nodes: viewNodes,
     lastError: run.error
       ? {

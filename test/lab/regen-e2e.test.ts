@@ -21,6 +21,7 @@ describe.skipIf(skip !== null)('regen start recovers the lab', () => {
     { name: '1 mesh server + 2 agents', nodes: 3, servers: 1, profile: 'current' as const, parallel: 4 },
     { name: 'a 3-node legacy-profile cluster', nodes: 3, servers: 1, profile: 'legacy' as const, parallel: 4 },
     { name: '5 nodes, followers 2 at a time', nodes: 5, servers: 1, profile: 'current' as const, parallel: 2 },
+    { name: '3 mesh servers + 2 agents (raft recovery on the leader)', nodes: 5, servers: 3, profile: 'current' as const, parallel: 2 },
   ]) {
     describe(topo.name, () => {
       const h = withLab({ nodes: topo.nodes, servers: topo.servers, profile: topo.profile, losePassword: true });

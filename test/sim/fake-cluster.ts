@@ -32,7 +32,9 @@ import {
   LOCALCONFIG,
   MAIN_JSON,
   MEMBER_STATUS,
+  NODE_ID,
   PASSWORD_FILE,
+  PEERS_JSON,
   RESET_FILE,
   SD_CONFIG_DIR,
   SD_DATA_DIR,
@@ -73,6 +75,7 @@ export type PortMethod = Exclude<keyof NodePort, 'close'>;
 export type EffectMethod =
   | 'backup'
   | 'writeResetFile'
+  | 'writeRaftRecovery'
   | 'stopService'
   | 'startService'
   | 'wipe'
@@ -84,6 +87,7 @@ export type EffectMethod =
 const EFFECT_METHODS: ReadonlySet<string> = new Set<EffectMethod>([
   'backup',
   'writeResetFile',
+  'writeRaftRecovery',
   'stopService',
   'startService',
   'wipe',
@@ -640,6 +644,22 @@ export function createFakeCluster(opts: FakeClusterOptions = {}): FakeCluster {
         if (raw === null) return null;
         const t = raw.toString('utf8').trim();
         return /^\d+$/.test(t) ? Number(t) : null;
+      }),
+
+    writeRaftRecovery: (node, bindAddress) =>
+      call(node, 'writeRaftRecovery', () => {
+        const fs = fsOf(node);
+        const id = fs.read(NODE_ID);
+        if (id === null) throw new SimError(`${NODE_ID}: No such file or directory`);
+        const body = `[{"id":"${id.toString('utf8').trim()}","address":"${bindAddress}:8300","non_voter":false}]\n`;
+        fs.write(PEERS_JSON, body, { owner: SD_USER, group: SD_USER, mode: 0o644 });
+      }),
+
+    probeRaftRecovery: (node) =>
+      call(node, 'probeRaftRecovery', () => {
+        const raw = fsOf(node).read(PEERS_JSON);
+        if (raw === null) return null;
+        return (JSON.parse(raw.toString('utf8')) as Array<{ address: string }>).map((e) => e.address);
       }),
 
     stopService: (node) => call(node, 'stopService', () => stopAgent(world, node)),

@@ -29,6 +29,8 @@ export const CA_PEM = `${SD_HOME}/consul-agent-ca.pem`;
 export const CA_KEY = `${SD_HOME}/consul-agent-ca-key.pem`;
 /** Outage recovery file: a server that starts with it takes exactly these raft peers, then deletes it. */
 export const PEERS_JSON = `${SD_DATA_DIR}/raft/peers.json`;
+/** Consul keeps its node id in the data directory from its first start on. */
+export const NODE_ID = `${SD_DATA_DIR}/node-id`;
 export const SD_USER = 'service-discover';
 export const CONSUL_BIN = '/usr/bin/consul';
 
@@ -483,6 +485,7 @@ export function startAgent(w: World, node: string): void {
     fs.remove(PEERS_JSON);
   }
   fs.mkdir(SD_DATA_DIR, { owner: SD_USER, group: SD_USER, mode: 0o700 });
+  if (!fs.exists(NODE_ID)) fs.write(NODE_ID, uuid(w), { owner: SD_USER, group: SD_USER, mode: 0o600 });
   rt.agent = { nodeName, server, bindAddr, trust, gossip: sha256(main.encrypt).slice(0, 16), agentTokenAccessor: null };
   w.startProcess?.(node);
 
@@ -535,9 +538,13 @@ function peersFromRecoveryFile(w: World, raw: Buffer): string[] {
   const peers: string[] = [];
   for (const e of entries) {
     const address = typeof e === 'object' && e !== null ? (e as Record<string, unknown>).address : undefined;
+    const id = typeof e === 'object' && e !== null ? (e as Record<string, unknown>).id : undefined;
     if (typeof address !== 'string') continue;
     const ip = address.replace(/:\d+$/, '');
     const owner = w.nodes().find((n) => n.interfaces.some((i) => i.address === ip));
+    // Raft protocol 3 identifies peers by node id: an entry whose id is not the node's own is ignored.
+    const ownId = owner === undefined ? null : w.fs(owner.name).read(NODE_ID)?.toString('utf8').trim();
+    if (ownId && id !== ownId) continue;
     if (owner !== undefined && !peers.includes(owner.name)) peers.push(owner.name);
   }
   return peers;

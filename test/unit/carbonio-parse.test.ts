@@ -474,3 +474,21 @@ describe('chooseBindAddress', () => {
     expect(err.hint).toMatch(/address:/);
   });
 });
+
+describe('raft recovery (peers.json)', async () => {
+  const { parseRaftRecovery } = await import('../../adapters/carbonio/parse.js');
+  const cmd = await import('../../adapters/carbonio/commands.js');
+  it('reads the addresses of a present file, null when absent, and refuses anything else', () => {
+    expect(parseRaftRecovery('regen:absent\n', 'n1')).toBeNull();
+    expect(parseRaftRecovery('regen:present\n[{"id":"0b6f…","address":"10.0.0.1:8300","non_voter":false}]\n', 'n1')).toEqual(['10.0.0.1:8300']);
+    expect(() => parseRaftRecovery('regen:present\nnot json\n', 'n1')).toThrow(/not the JSON list/);
+    expect(() => parseRaftRecovery('Permission denied\n', 'n1')).toThrow(/unexpected answer/);
+  });
+  it('writes the file as service-discover with the node id read on the node; a bad address never reaches a command', () => {
+    const text = cmd.writeRaftRecovery('10.0.0.1');
+    expect(text).toContain('/var/lib/service-discover/data/node-id');
+    expect(text).toContain('10.0.0.1');
+    expect(text).toMatch(/runuser -u service-discover/);
+    expect(() => cmd.writeRaftRecovery('10.0.0.1; rm -rf /')).toThrow();
+  });
+});

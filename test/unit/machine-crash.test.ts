@@ -17,6 +17,7 @@ const TOPOLOGIES: Topology[] = [
   { name: 'single server', servers: 1, agents: 0, profile: 'current' },
   { name: '1 server + 4 agents', servers: 1, agents: 4, profile: 'current' },
   { name: '1 server + 2 agents, legacy', servers: 1, agents: 2, profile: 'legacy' },
+  { name: '3 mesh servers + 2 agents', servers: 3, agents: 2, profile: 'current' },
 ];
 
 function effectCounts(h: Harness): Record<string, number> {
@@ -107,7 +108,7 @@ describe('crash at every transition and every journal write, then resume', () =>
         }
       }
       expect(healthyRuns).toBe(points.length);
-    });
+    }, 240_000);
   }
 });
 
@@ -134,7 +135,7 @@ describe('crash-after-effect at every remote step (the effect happened, the answ
         }
       }
       expect(seen.size).toBeGreaterThanOrEqual(5);
-    });
+    }, 120_000);
 
     it(`${t.name}: when the node stays silent after the lost answer, the run stops resumable and resume probes`, async () => {
       const base = await baseline(t);

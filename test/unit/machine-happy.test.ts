@@ -25,4 +25,37 @@ describe('recovery machine against the fake cluster', () => {
       for (const n of h.cluster.agents) expect(h.cluster.effects.count(n, 'setupFollower')).toBe(1);
     });
   }
+
+  it('recovers 3 mesh servers + 2 agents: the leader starts alone through raft recovery, the servers rejoin', async () => {
+    h = harness({ servers: 3, agents: 2, parallel: 2 });
+    const r = await h.start();
+    expect(r.error).toBeNull();
+    expect(r.state).toBe('done');
+    expect(healthy(h.cluster)).toMatchObject({ ok: true });
+    const leader = h.cluster.leader() as string;
+    expect(h.cluster.effects.count(leader, 'writeRaftRecovery')).toBe(1);
+    // Consul consumed the recovery file when the leader started.
+    expect(h.cluster.node(leader).exists('/var/lib/service-discover/data/raft/peers.json')).toBe(false);
+  });
+
+  it('without the raft recovery a 3-server leader cannot bootstrap (why the step exists)', async () => {
+    h = harness({ servers: 3, agents: 0, parallel: 2 });
+    const leader = h.cluster.preferredLeader;
+    const port = h.cluster.port;
+    // The same run, with the raft recovery turned into a no-op.
+    const r = await h.start({ port: { ...bind(port), writeRaftRecovery: async () => undefined, probeRaftRecovery: async () => [`x`] } });
+    expect(r.state).toBe('failed');
+    expect(r.context.failedAt).toBe('leader.setup');
+    expect(r.error?.message).toMatch(/leader/i);
+    expect(h.cluster.calls.filter((c) => c.node === leader && c.method === 'setupLeader')).toHaveLength(3);
+  });
 });
+
+function bind<T extends object>(o: T): T {
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(o)) {
+    const v = (o as Record<string, unknown>)[k];
+    out[k] = typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(o) : v;
+  }
+  return out as T;
+}
