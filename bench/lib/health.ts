@@ -238,3 +238,12 @@ export async function labState(lab: Lab): Promise<Record<string, string>> {
   for (const n of lab.nodes) out[n.name] = await nodeState(lab, n.name);
   return out;
 }
+
+/** Bootstrap token SecretID and gossip key of a node's credentials, decrypted on the node with `secret`. */
+export async function credentialSecrets(lab: Lab, node: string, secret: string): Promise<{ token: string; gossipKey: string }> {
+  const dec = 'gpg --batch -q --pinentry-mode loopback --passphrase-fd 0 -d /etc/zextras/service-discover/cluster-credentials.tar.gpg';
+  const r = await sshExec(lab, node, `T=$(mktemp); trap 'rm -f "$T"' EXIT; ${dec} > "$T" || exit 3; tar xOf "$T" consul-acl-secret.json | jq -r .SecretID; tar xOf "$T" gossip-key; echo`, { stdin: secret });
+  const [token = '', gossipKey = ''] = r.stdout.split('\n').map((l) => l.trim());
+  if (r.code !== 0 || !token || !gossipKey) throw new Error(`could not read the credentials of ${node}: ${r.stderr.trim()}`);
+  return { token, gossipKey };
+}

@@ -25,7 +25,7 @@ function fakeBootstrap(lab: Lab, node: string, script: string): () => void {
   return () => fs.writeFileSync(file, original, { mode: 0o755 });
 }
 
-describe.skipIf(skip !== null)('bad input changes no node that preflight could protect', () => {
+describe.skipIf(skip !== null)('bad input changes no node that preflight could protect', { timeout: 300_000 }, () => {
   const h = withLab({ nodes: 3, servers: 1, profile: 'current', losePassword: true });
 
   it('a malformed inventory: exit 2, the file and the problem named', async () => {
@@ -174,7 +174,7 @@ describe.skipIf(skip !== null)('bad input changes no node that preflight could p
   });
 });
 
-describe.skipIf(skip !== null)('mistakes after the confirmation', () => {
+describe.skipIf(skip !== null)('mistakes after the confirmation', { timeout: 300_000 }, () => {
   const h = withLab({ nodes: 3, servers: 1, profile: 'current', losePassword: true });
 
   it('a wrong mesh secret on resume: stops resumable with no follower changed, resumes with the right one', async () => {

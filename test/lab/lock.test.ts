@@ -14,7 +14,7 @@ import { checkHealth, snapshotFiles } from '../../bench/lib/health.js';
 const skip = labSkip();
 const LOCK_HELD = 6;
 
-describe.skipIf(skip !== null)('the cluster lock', () => {
+describe.skipIf(skip !== null)('the cluster lock', { timeout: 300_000 }, () => {
   const h = withLab({ nodes: 3, servers: 1, profile: 'current', losePassword: true });
 
   it('refuses a second start and a resume while a run works, at once, with exit 6', async () => {
