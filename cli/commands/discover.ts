@@ -28,7 +28,7 @@ export const DISCOVER_SCRIPT = [
   'echo "regen:end"',
 ].join('\n');
 
-export function parseDiscovery(stdout: string): { all: string[]; mesh: string[]; addresses: Map<string, string> } {
+export function parseDiscovery(stdout: string, directory = 'the directory node'): { all: string[]; mesh: string[]; addresses: Map<string, string> } {
   const sections = new Map<string, string[]>();
   let current: string | null = null;
   for (const raw of stdout.split('\n')) {
@@ -40,7 +40,12 @@ export function parseDiscovery(stdout: string): { all: string[]; mesh: string[];
     }
     if (line && current) sections.get(current)?.push(line);
   }
-  if (!sections.has('end')) throw new NeedsOperatorError(`unexpected answer from the directory node: ${stdout.slice(0, 300)}`);
+  if (!sections.has('end')) {
+    throw new NeedsOperatorError(`${directory} answered the server listing with something regen does not understand: ${stdout.slice(0, 300)}`, {
+      node: directory,
+      hint: `look at what the directory says: ssh ${directory} su - zextras -c "carbonio prov gas" (zmprov gas on older versions); or write the inventory by hand (README.md, Inventories)`,
+    });
+  }
   const fqdn = /^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/;
   const all = (sections.get('all') ?? []).filter((h) => fqdn.test(h));
   const mesh = (sections.get('mesh') ?? []).filter((h) => fqdn.test(h));
@@ -75,11 +80,29 @@ export async function discover(o: DiscoverOptions, io: Io): Promise<number> {
   });
   try {
     const r = await pool.remote(o.directory).exec(DISCOVER_SCRIPT);
-    if (r.stdout.includes('regen:no-carbonio')) throw new RegenError('preflight', `${o.directory} has neither carbonio nor zmprov in /opt/zextras/bin`, { node: o.directory, hint: 'point --directory at a Carbonio node' });
-    if (r.code !== 0) throw new RegenError('preflight', `listing the servers on ${o.directory} failed (exit ${r.code}): ${r.stderr.slice(0, 300)}`, { node: o.directory, hint: 'check that the directory (LDAP) is up' });
-    const found = parseDiscovery(r.stdout);
+    if (r.stdout.includes('regen:no-carbonio')) throw new RegenError('preflight', `${o.directory} has neither carbonio nor zmprov in /opt/zextras/bin`, { node: o.directory, hint: 'point --directory at a Carbonio node (usually the directory server)' });
+    if (r.code !== 0) {
+      throw new RegenError('preflight', `listing the servers on ${o.directory} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(-300)}`, {
+        node: o.directory,
+        hint: `check that the directory (LDAP) is up: ssh ${o.directory} su - zextras -c "carbonio prov gas" (zmprov gas on older versions)`,
+      });
+    }
+    const found = parseDiscovery(r.stdout, o.directory);
+    if (found.all.length === 0) {
+      throw new RegenError('preflight', `${o.directory} lists no Carbonio server (carbonio prov gas answered nothing)`, {
+        node: o.directory,
+        hint: 'point --directory at a node of the cluster whose directory is up, or write the inventory by hand (README.md, Inventories)',
+      });
+    }
     const inv = discoveredInventory(o.cluster, found, o.directory);
-    const yaml = `# Discovered on ${o.directory}: ${found.all.length} Carbonio server(s), ${found.mesh.length} mesh server(s).\n# Review before use: check every address, and the ssh settings (user, port, identityFile).\n${renderInventoryYaml(inv)}`;
+    const unresolved = inv.nodes.filter((n) => n.address === undefined).map((n) => n.name);
+    const notes = [
+      `# Discovered on ${o.directory}: ${found.all.length} Carbonio server(s), ${found.mesh.length} mesh server(s).`,
+      '# Review before use: check every address, and the ssh settings (user, port, identityFile).',
+      ...(found.mesh.length === 0 ? ['# WARNING: the directory lists no mesh server (gas service-discover answered nothing).'] : []),
+      ...(unresolved.length ? [`# WARNING: no address resolved on ${o.directory} for ${unresolved.join(', ')}: regen will pick one on the node; set address: to be sure.`] : []),
+    ];
+    const yaml = `${notes.join('\n')}\n${renderInventoryYaml(inv)}`;
     if (o.output) {
       writeFileSync(o.output, yaml, { mode: 0o644 });
       io.err(`regen: wrote ${o.output} (${inv.nodes.length} nodes); review it, then: regen plan -i ${o.output}\n`);
