@@ -35,7 +35,7 @@ export async function resume(o: ResumeOptions, io: Io): Promise<number> {
     if (!secret && !leaderSetUp && pastConfirmation(store, run.id)) {
       throw new UsageError(
         `run ${run.id} has not set up the leader yet, so the mesh secret must be given again (it is never stored)`,
-        'regen resume --password-file FILE, or set REGEN_MESH_PASSWORD',
+        `regen resume ${run.id} --password-file FILE (the secret this run started with), or set REGEN_MESH_PASSWORD`,
       );
     }
     const inventory = JSON.parse(run.inventoryJson) as Inventory;
