@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { validateEvent } from '../../adapters/terminal/index.js';
 import { labFault, repoRoot, type Lab } from './lab.js';
 import { labSkip, withLab } from './harness.js';
 
@@ -126,7 +127,13 @@ describe.skipIf(skip)('Ctrl-C in a real terminal during the followers\' setup (1
 
     const resumed = regen(lab, [...resumeArgs(lab, interrupted.runId), '--json']);
     expect(resumed.code, resumed.stderr).toBe(0);
-    const events = resumed.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; step?: string; node?: string; outcome?: string });
+    const lines = resumed.stdout.trim().split('\n');
+    for (const l of lines) {
+      const v = validateEvent(JSON.parse(l));
+      expect(v.ok, `${l} ${JSON.stringify(v)}`).toBe(true);
+      expect(l).not.toContain('interrupt-twice-secret-888');
+    }
+    const events = lines.map((l) => JSON.parse(l) as { type: string; step?: string; node?: string; outcome?: string });
     for (const name of inFlight) {
       expect(events.some((e) => e.type === 'step.finished' && e.step === 'follower.setup' && e.node === name && e.outcome === 'done')).toBe(true);
     }
