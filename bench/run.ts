@@ -30,7 +30,7 @@ import {
 } from './lib/perf-figures.js';
 import { checkHealth, freshLab, injectLatency, measureBaseCosts, watchDowntime, writeSecret } from './lib/perf-lab.js';
 import { machineInfo } from './lib/perf-machine.js';
-import { buildStatusDb, checkpointCost, cliLatency, fsTypeOf, resumeLatency } from './lib/perf-micro.js';
+import { buildStatusDb, checkpointCost, cliLatency, fsTypeOf, fsyncFloor, resumeLatency } from './lib/perf-micro.js';
 import { runAnsible, runManual, runRegen, type PeerRun } from './lib/perf-peers.js';
 
 interface Options {
@@ -71,6 +71,7 @@ function parseArgs(argv: string[]): Options {
     checkpointSamples: 1_000,
   };
   let sizesGiven = false;
+  let peersGiven = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
     const value = (): string => {
@@ -94,10 +95,13 @@ function parseArgs(argv: string[]): Options {
       const bad = ps.filter((p) => !ALL_PEERS.includes(p));
       if (bad.length > 0) usage(`unknown peer ${bad.join(', ')}`);
       o.peers = ps;
+      peersGiven = true;
     } else usage(`unknown option ${a}`);
   }
   if (o.quick) {
     if (!sizesGiven) o.sizes = [3, 10];
+    // regen --parallel 1 is as slow as the manual script and says little the default does not.
+    if (!peersGiven) o.peers = ALL_PEERS.filter((p) => p !== 'regen-p1');
     o.statusRuns = 11;
   }
   return o;
@@ -271,7 +275,8 @@ async function micro(bench: Bench, o: Options): Promise<MicroResult> {
   log(`checkpoint cost: ${o.checkpointSamples} checkpoints on a file database in ${bench.root}`);
   const snapshot = bench.largest?.snapshot ?? '{}';
   const cp = checkpointCost(bench.root, snapshot, o.checkpointSamples);
-  log(`  median ${(cp.medianUs / 1000).toFixed(3)} ms, p99 ${(cp.p99Us / 1000).toFixed(3)} ms`);
+  const floor = fsyncFloor(bench.root, 200);
+  log(`  median ${(cp.medianUs / 1000).toFixed(3)} ms, p99 ${(cp.p99Us / 1000).toFixed(3)} ms; one fdatasync: median ${(floor.medianUs / 1000).toFixed(3)} ms`);
 
   let statusMs: number[] = [];
   let statusJsonMs: number[] = [];
@@ -296,6 +301,8 @@ async function micro(bench: Bench, o: Options): Promise<MicroResult> {
     checkpointP99Us: cp.p99Us,
     checkpointSamples: o.checkpointSamples,
     checkpointDir: `${fsTypeOf(bench.root)} at ${bench.root}`,
+    fsyncMedianUs: floor.medianUs,
+    fsyncP90Us: floor.p90Us,
     resumeFirstCommandMs: resume.ms,
     resumeDetail: resume.detail,
   };
@@ -329,8 +336,9 @@ async function main(): Promise<void> {
   log(`load average ${loadAtStart.toFixed(1)} on ${os.availableParallelism()} CPU; sizes ${o.sizes.join(', ')}; peers ${o.peers.join(', ')}; ${o.reps} repetition(s); work in ${bench.root}`);
 
   try {
-    log('base cost of each seed step: 2-node lab, no latency, 3 rounds, best kept');
-    const baseMs = await bench.withLab('calibration', 2, (lab) => measureBaseCosts(lab, o.quick ? 2 : 3, path.join(bench.root, 'calibration-secret')));
+    const rounds = o.quick ? 1 : 3;
+    log(`base cost of each seed step: 2-node lab, no latency, ${rounds} round(s), best kept`);
+    const baseMs = await bench.withLab('calibration', 2, (lab) => measureBaseCosts(lab, rounds, path.join(bench.root, 'calibration-secret')));
     log(`  ${Object.entries(baseMs).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')} (ms)`);
 
     const sizes: SizeResult[] = [];

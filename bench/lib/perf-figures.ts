@@ -162,6 +162,8 @@ export function sizeRatios(peers: readonly PeerResult[], critical: CriticalPath)
   const get = (id: PeerId): PeerResult | undefined => peers.find((p) => p.peer === id && p.healthy);
   const out: Record<string, number | null> = {};
   for (const id of REGEN_PEERS) {
+    // A peer this run did not include has no ratio to show (one that failed shows —).
+    if (!peers.some((p) => p.peer === id)) continue;
     const r = get(id);
     out[`${id} ÷ ansible`] = ratio(r?.wallMs, get('ansible')?.wallMs);
     out[`${id} ÷ manual`] = ratio(r?.wallMs, get('manual')?.wallMs);
@@ -205,6 +207,9 @@ export interface MicroResult {
   checkpointP99Us: number | null;
   checkpointSamples: number;
   checkpointDir: string;
+  /** One 4 KiB write + fdatasync in the same directory: the disk's floor under a durable commit. */
+  fsyncMedianUs: number | null;
+  fsyncP90Us: number | null;
   /** Process start → first remote command of `regen resume` on an interrupted run. */
   resumeFirstCommandMs: number | null;
   resumeDetail: string;
@@ -307,6 +312,7 @@ export function renderMarkdown(r: BenchReport): string {
     L.push(`| \`regen status --json\`, same database, median | ${fmtMs(u.statusJsonMedianMs)} ms |`);
     L.push(`| \`regen --version\` (start-up floor), median | ${fmtMs(u.cliStartMedianMs)} ms |`);
     L.push(`| one checkpoint (transition + journal intent, synchronous=FULL, ${u.checkpointDir}), median of ${u.checkpointSamples} | ${fmtMs(u.checkpointMedianUs === null ? null : u.checkpointMedianUs / 1000, 3)} ms (p99 ${fmtMs(u.checkpointP99Us === null ? null : u.checkpointP99Us / 1000, 3)}) |`);
+    L.push(`| the disk's floor: one 4 KiB write + fdatasync, same directory, median | ${fmtMs(u.fsyncMedianUs === null ? null : u.fsyncMedianUs / 1000, 3)} ms (p90 ${fmtMs(u.fsyncP90Us === null ? null : u.fsyncP90Us / 1000, 3)}) |`);
     L.push(`| \`regen resume\`: process start → first remote command | ${fmtMs(u.resumeFirstCommandMs, 0)} ms |`);
     L.push('', u.resumeDetail, '');
   }

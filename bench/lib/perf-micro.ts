@@ -26,6 +26,26 @@ export function fsTypeOf(dir: string): string {
   return type;
 }
 
+/** What the disk asks for one fdatasync of a 4 KiB write: the floor under any durable commit there. */
+export function fsyncFloor(dir: string, samples: number): { medianUs: number; p90Us: number } {
+  const file = path.join(dir, 'fsync-probe');
+  const fd = fs.openSync(file, 'w');
+  const block = Buffer.alloc(4096, 0x5a);
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < samples; i++) {
+      const t0 = process.hrtime.bigint();
+      fs.writeSync(fd, block);
+      fs.fdatasyncSync(fd);
+      times.push(Number(process.hrtime.bigint() - t0) / 1000);
+    }
+  } finally {
+    fs.closeSync(fd);
+    fs.rmSync(file, { force: true });
+  }
+  return { medianUs: median(times), p90Us: percentile(times, 90) };
+}
+
 /** One checkpoint = a transition with its snapshot + a journal intent, each its own synchronous=FULL commit. */
 export function checkpointCost(dir: string, snapshot: string, samples: number): { medianUs: number; p99Us: number } {
   const db = path.join(dir, 'checkpoint.db');
