@@ -78,6 +78,10 @@ export function plannedSteps(ctx: RegenContext, n: PlannedNode): PlannedStep[] {
       s('leader.reset-file', `runuser -u service-discover -- sh -c 'echo N > ${RESET_FILE}'`, [onNode(cmd.writeResetFile(INDEX_PLACEHOLDER))]),
       s('leader.stop', 'systemctl stop service-discover', [onNode(cmd.stopService())]),
       s('leader.wipe', wipeCommand(n.profile), [onNode(cmd.wipe(n.profile))]),
+      // As the machine does (guard severalServers): with one server the raft needs no recovery.
+      ...(ctx.nodes.filter((x) => x.kind === 'server').length > 1
+        ? [s('leader.raft-recovery', `write ${SD_HOME}/data/raft/peers.json naming this server alone (Consul outage recovery, as service-discover)`, [onNode(cmd.writeRaftRecovery(n.bindAddress))])]
+        : []),
       s('leader.setup', `service-discover setup ${n.bindAddress} --first-instance --password=${MASK}   (secret via stdin)`, [onNode(cmd.setupLeader(n.bindAddress), secret)]),
       s('leader.verify', 'consul members   (token decrypted on the node from the new credentials)', [onNode(cmd.members(), secret)]),
     ];
