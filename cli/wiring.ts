@@ -4,7 +4,10 @@
  */
 import { UsageError } from '../machines/errors.js';
 import type { Inventory, NodePort } from '../machines/port.js';
-import type { RunEvent, RunResult } from '../machines/runner.js';
+import type { RegenContext } from '../machines/recovery.js';
+import type { RunDeps, RunEvent, RunResult } from '../machines/runner.js';
+import { EXIT, exitCodeForKind } from './exit-codes.js';
+import { renderPlan } from './plan-view.js';
 import type { Secret } from '../adapters/secrets/secret.js';
 import type { AuditSink } from '../adapters/ssh/remote.js';
 import type { Store } from '../store/types.js';
@@ -216,3 +219,62 @@ export function summarize(result: RunResult, o: { dryRun: boolean }): string {
   return `${lines.join('\n')}\n`;
 }
 
+
+/**
+ * What start and resume share once the store and port are open: the reporter, Ctrl-C handling, the confirmation
+ * (the plan, then the cluster name typed, or --yes), the summary and the exit code.
+ */
+export async function operate(
+  io: Io,
+  o: { json: boolean; yes: boolean },
+  go: (deps: Pick<RunDeps, 'onEvent' | 'shouldStop' | 'confirm'>) => Promise<RunResult>,
+  release: () => Promise<void>,
+): Promise<number> {
+  const reporter = await makeReporter(o.json, io);
+  const interrupts = interruptHandling(io, reporter);
+  try {
+    const result = await go({
+      onEvent: (e) => reporter.event(e),
+      shouldStop: interrupts.shouldStop,
+      confirm: async (ctx: RegenContext) => {
+        if (!o.yes && !io.stdinIsTTY) {
+          throw new UsageError(`run ${ctx.runId} is waiting for the confirmation of the downtime and there is no terminal to ask on`, `regen resume ${ctx.runId} --yes`);
+        }
+        if (o.json) return o.yes || confirmByName(ctx, io);
+        reporter.suspend();
+        try {
+          io.err(renderPlan(ctx, { color: io.isTTY }));
+          return o.yes || (await confirmByName(ctx, io));
+        } finally {
+          reporter.resume();
+        }
+      },
+    });
+    reporter.close();
+    io.err(summarize(result, { dryRun: false }));
+    return exitFor(result);
+  } finally {
+    interrupts.dispose();
+    reporter.close();
+    await release();
+  }
+}
+
+export function exitFor(result: RunResult): number {
+  if (result.status === 'done') return EXIT.ok;
+  if (result.status === 'aborted') return EXIT.aborted;
+  if (result.error) return exitCodeForKind(result.error.kind);
+  return result.status === 'needs-operator' ? EXIT.needsOperator : EXIT.stepFailed;
+}
+
+/** The operator types the cluster name to go on (a yes/no is too easy to give by reflex during an incident). */
+export async function confirmByName(ctx: RegenContext, io: Io): Promise<boolean> {
+  const { createInterface } = await import('node:readline/promises');
+  const rl = createInterface({ input: io.stdin, output: io.stderr, terminal: io.stdinIsTTY });
+  try {
+    const answer = await rl.question(`\nThe mesh will be DOWN from the leader's stop until every node is set up again.\nType the cluster name (${ctx.cluster}) to go on, anything else to abort: `);
+    return answer.trim() === ctx.cluster;
+  } finally {
+    rl.close();
+  }
+}

@@ -7,9 +7,7 @@ import type { Inventory } from '../../machines/port.js';
 import { resumeRun, type RunDeps } from '../../machines/runner.js';
 import type { Io } from '../io.js';
 import type { ConnectOptions } from '../main.js';
-import { interruptHandling, makeNodePort, makeReporter, obtainSecret, openRegenStore, summarize, type PortFactory } from '../wiring.js';
-import { confirmByName, exitFor } from './start.js';
-import { renderPlan } from '../plan-view.js';
+import { makeNodePort, obtainSecret, openRegenStore, operate, type PortFactory } from '../wiring.js';
 
 export interface ResumeOptions extends ConnectOptions {
   db: string | undefined;
@@ -39,42 +37,14 @@ export async function resume(o: ResumeOptions, io: Io): Promise<number> {
       );
     }
     const inventory = JSON.parse(run.inventoryJson) as Inventory;
-    const reporter = await makeReporter(o.json, io);
     const port = await (o.makePort ?? makeNodePort)(inventory, o, store, io);
-    const interrupts = interruptHandling(io, reporter);
-    try {
-      const result = await resumeRun(
-        {
-          store,
-          port,
-          secret,
-          maxRecoveries: o.maxRecoveries,
-          ...o.runDeps,
-          onEvent: (e) => reporter.event(e),
-          shouldStop: interrupts.shouldStop,
-          // A run that stopped at its confirmation asks again (nothing has changed yet).
-          confirm: async (ctx) => {
-            if (o.yes) return true;
-            if (!io.stdinIsTTY) throw new UsageError(`run ${run.id} is waiting for its confirmation and there is no terminal to ask on`, `regen resume ${run.id} --yes`);
-            reporter.suspend();
-            try {
-              io.err(renderPlan(ctx, { color: io.isTTY }));
-              return await confirmByName(ctx, io);
-            } finally {
-              reporter.resume();
-            }
-          },
-        },
-        run.id,
-      );
-      reporter.close();
-      io.err(summarize(result, { dryRun: false }));
-      return exitFor(result);
-    } finally {
-      interrupts.dispose();
-      reporter.close();
-      await port.close();
-    }
+    // A run that stopped at its confirmation asks again (nothing has changed yet).
+    return await operate(
+      io,
+      { json: o.json, yes: o.yes },
+      (ui) => resumeRun({ store, port, secret, maxRecoveries: o.maxRecoveries, ...o.runDeps, ...ui }, run.id),
+      () => port.close(),
+    );
   } finally {
     store.close();
   }

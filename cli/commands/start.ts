@@ -4,14 +4,15 @@
  */
 import type { Inventory, NodePort } from '../../machines/port.js';
 import { RegenError, UsageError } from '../../machines/errors.js';
-import type { RegenContext, RunOptions } from '../../machines/recovery.js';
-import { startRun, type RunDeps, type RunResult } from '../../machines/runner.js';
+import type { RunOptions } from '../../machines/recovery.js';
+import { startRun, type RunDeps } from '../../machines/runner.js';
 import type { Secret } from '../../adapters/secrets/secret.js';
 import type { Store } from '../../store/types.js';
 import type { Io } from '../io.js';
 import type { ConnectOptions } from '../main.js';
 import { exitCodeForKind, EXIT } from '../exit-codes.js';
-import { makeReporter, openRegenStore, obtainSecret, makeNodePort, interruptHandling, summarize, type PortFactory } from '../wiring.js';
+import { openRegenStore, obtainSecret, makeNodePort, operate, type PortFactory } from '../wiring.js';
+export { confirmByName, exitFor } from '../wiring.js';
 import { makePlan, planJson, renderPlan } from '../plan-view.js';
 
 export interface StartOptions extends ConnectOptions {
@@ -55,63 +56,16 @@ export async function start(o: StartOptions, io: Io): Promise<number> {
   const options = { parallel: o.parallel, maxUnitRounds: o.maxUnitRounds, revokeOldTokens: o.revokeOldTokens, ...(o.leader === undefined ? {} : { leader: o.leader }) };
   if (o.dryRun) return plan(o, io, inventory, options);
   const store: Store = o.store ?? (await openRegenStore(o.db, io.env));
-  const reporter = await makeReporter(o.json, io);
   const port: NodePort = await (o.makePort ?? makeNodePort)(inventory, o, store, io);
-  const interrupts = interruptHandling(io, reporter);
-  try {
-    const result: RunResult = await startRun(
-      {
-        store,
-        port,
-        secret,
-        ...o.runDeps,
-        onEvent: (e) => reporter.event(e),
-        shouldStop: interrupts.shouldStop,
-        confirm: async (ctx: RegenContext) => {
-          if (o.json) return o.yes || confirmByName(ctx, io);
-          reporter.suspend();
-          try {
-            io.err(renderPlan(ctx, { color: io.isTTY }));
-            return o.yes || (await confirmByName(ctx, io));
-          } finally {
-            reporter.resume();
-          }
-        },
-      },
-      {
-        inventory,
-        options,
-        ...(o.runId === undefined ? {} : { runId: o.runId }),
-      },
-    );
-    reporter.close();
-    io.err(summarize(result, { dryRun: false }));
-    return exitFor(result);
-  } finally {
-    interrupts.dispose();
-    reporter.close();
-    await port.close();
-    if (!o.store) store.close();
-  }
-}
-
-export function exitFor(result: RunResult): number {
-  if (result.status === 'done') return EXIT.ok;
-  if (result.status === 'aborted') return EXIT.aborted;
-  if (result.error) return exitCodeForKind(result.error.kind);
-  return result.status === 'needs-operator' ? EXIT.needsOperator : EXIT.stepFailed;
-}
-
-/** The operator types the cluster name to go on (a yes/no is too easy to give by reflex during an incident). */
-export async function confirmByName(ctx: RegenContext, io: Io): Promise<boolean> {
-  const { createInterface } = await import('node:readline/promises');
-  const rl = createInterface({ input: io.stdin, output: io.stderr, terminal: io.stdinIsTTY });
-  try {
-    const answer = await rl.question(`\nThe mesh will be DOWN from the leader's stop until every node is set up again.\nType the cluster name (${ctx.cluster}) to go on, anything else to abort: `);
-    return answer.trim() === ctx.cluster;
-  } finally {
-    rl.close();
-  }
+  return operate(
+    io,
+    { json: o.json, yes: o.yes },
+    (ui) => startRun({ store, port, secret, ...o.runDeps, ...ui }, { inventory, options, ...(o.runId === undefined ? {} : { runId: o.runId }) }),
+    async () => {
+      await port.close();
+      if (!o.store) store.close();
+    },
+  );
 }
 
 /**
