@@ -417,6 +417,12 @@ export class SshTransport implements Remote {
       try {
         client.exec(wrapped, (err, stream) => {
           if (err === undefined || err === null) {
+            // ssh2 may deliver a short command's whole life (data, exit-status, EOF) in the same read as the exec
+            // reply, before #run's listeners exist: data waits in the stream's buffer, but an 'exit' event nobody
+            // listens to is gone, and the command would look interrupted (seen with 24 commands at once on a node).
+            stream.once('exit', (code: number | null, signal?: string) => {
+              earlyExits.set(stream, { code: typeof code === 'number' ? code : null, signal: signal ?? null });
+            });
             resolve(stream);
             return;
           }
@@ -501,6 +507,11 @@ export class SshTransport implements Remote {
         // Channel errors end in 'close'; the outcome is decided there.
       });
       channel.on('close', () => {
+        const early = earlyExits.get(channel);
+        if (exitCode === null && exitSignal === null && early !== undefined) {
+          exitCode = early.code;
+          exitSignal = early.signal;
+        }
         if (exitCode === null) {
           unknown(exitSignal !== null ? `command killed by signal ${exitSignal}` : 'connection dropped or channel closed before the command finished');
           return;
@@ -821,6 +832,9 @@ export class SshTransport implements Remote {
 }
 
 class NotSent extends Error {}
+
+/** Exit status that arrived before #run listened (see #openExec). */
+const earlyExits = new WeakMap<ClientChannel, { code: number | null; signal: string | null }>();
 
 /** A function, not an inline check, so TypeScript does not assume the flag cannot change across awaits. */
 function aborted(signal: AbortSignal | undefined): boolean {
