@@ -217,9 +217,10 @@ class Bench {
   }
 }
 
+/** The error a peer printed: its first lines (regen's next-step hints follow them). */
 function tail(s: string): string {
-  const t = s.trim().split('\n').slice(-3).join(' | ');
-  return t.length > 300 ? `…${t.slice(-300)}` : t;
+  const t = s.trim().split('\n').slice(0, 3).join(' | ');
+  return t.length > 400 ? `${t.slice(0, 400)}…` : t;
 }
 
 /** Median of each figure over repetitions; a peer that failed once is reported failed. */
