@@ -85,7 +85,8 @@ export function buildStatusView(store: Store, run: RunRow, now = Date.now()): St
     if (lock && (lock.host !== hostname() || lock.runId !== run.id)) {
       next.push({ command: `regen unlock --cluster ${run.cluster}`, why: `the lock is held by run ${lock.runId} (pid ${lock.pid} on ${lock.host}); unlock only if that process is gone` });
     }
-    next.push({ command: `regen resume ${run.id}`, why: 'the run was interrupted; resume checks the interrupted step on its node' });
+    const gone = lock && lock.runId === run.id && lock.host === hostname() ? ` (its process, pid ${lock.pid}, is gone: resume takes its lock over)` : '';
+    next.push({ command: `regen resume ${run.id}`, why: `the run was interrupted${gone}; resume checks the interrupted step on its node` });
   } else if (run.status === 'running') {
     next.push({ command: `regen status ${run.id} --watch`, why: 'the run is in progress' });
   }
