@@ -7,6 +7,7 @@
  *
  * Needs root (the lab). Writes <out>/<timestamp>.md and .json and <out>/latest.md. See bench/README.md.
  */
+import { DEFAULT_PARALLEL } from '../cli/main.js';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -46,7 +47,7 @@ interface Options {
 }
 
 const ALL_PEERS: PeerId[] = ['manual', 'ansible', 'regen-p1', 'regen-default', 'regen-wide'];
-const REGEN_DEFAULT_PARALLEL = 4;
+const REGEN_DEFAULT_PARALLEL = DEFAULT_PARALLEL;
 const PEER_TIMEOUT_MS = 20 * 60_000;
 
 function usage(message?: string): never {

@@ -10,6 +10,9 @@ import { hideBin } from 'yargs/helpers';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { processIo, type Io } from './io.js';
 
+/** Followers set up at once unless --parallel says otherwise. */
+export const DEFAULT_PARALLEL = 8;
+
 function globalOptions<T>(y: Argv<T>) {
   return y
     .option('db', { type: 'string', describe: 'state database (default: $REGEN_DB, else $XDG_STATE_HOME/regen/regen.db)' })
@@ -49,7 +52,7 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
           .option('cluster', { type: 'string', describe: 'cluster name (Ansible inventories: default the file name)' })
           .option('leader', { type: 'string', describe: 'node to regenerate on, overriding leader detection' })
           .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'confirm the mesh downtime without asking' })
-          .option('parallel', { type: 'number', default: 4, describe: 'followers set up at once' })
+          .option('parallel', { type: 'number', default: DEFAULT_PARALLEL, describe: 'followers set up at once (commands to one node share at most 8 SSH channels)' })
           .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and change nothing (same as regen plan)' })
           .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'with --dry-run: show the exact script of every step' })
           .option('revoke-old-tokens', { type: 'boolean', default: false, describe: 'after verification, delete the management tokens older than the new one' })
@@ -65,7 +68,7 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
           .option('inventory-format', { choices: ['auto', 'yaml', 'json', 'ansible'] as const, default: 'auto' as const })
           .option('cluster', { type: 'string' })
           .option('leader', { type: 'string' })
-          .option('parallel', { type: 'number', default: 4 })
+          .option('parallel', { type: 'number', default: DEFAULT_PARALLEL })
           .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'show the exact script of every step (what is sent over SSH; secrets go on stdin)' }),
       (a) => run(async () => (await import('./commands/start.js')).start({ ...toStartOptions({ ...a, yes: false, 'dry-run': true }), dryRun: true }, io)),
     )

@@ -77,6 +77,8 @@ export interface SshTransportOptions {
   commandTimeoutMs?: number;
   /** Seconds the node's `timeout` waits after TERM before KILL. */
   remoteKillAfterSec?: number;
+  /** Channels open at once on one connection (default 8, below OpenSSH's MaxSessions 10). */
+  maxSessions?: number;
   /** Disable Nagle on the TCP socket (default true: a small exec round trip is ~4 ms instead of ~45 ms). */
   noDelay?: boolean;
   /** Connect attempts and backoff base: delay n is base·2^n, jittered ±50 %. */
@@ -307,6 +309,27 @@ function tail(s: string): string {
 /**
  * One node's connection and the Remote over it. Commands run concurrently as channels of one connection.
  */
+/** A counting semaphore (FIFO). */
+export class Slots {
+  #free: number;
+  readonly #waiting: Array<() => void> = [];
+  constructor(size: number) {
+    this.#free = Math.max(1, size);
+  }
+  acquire(): Promise<void> {
+    if (this.#free > 0) {
+      this.#free--;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.#waiting.push(resolve));
+  }
+  release(): void {
+    const next = this.#waiting.shift();
+    if (next) next();
+    else this.#free++;
+  }
+}
+
 export class SshTransport implements Remote {
   readonly node: string;
   readonly target: SshTarget;
@@ -317,11 +340,13 @@ export class SshTransport implements Remote {
   #closed = false;
   #user: string | null = null;
   #connections = 0;
+  readonly #sessions: Slots;
 
   constructor(target: SshTarget, opts: SshTransportOptions | Shared = {}) {
     this.node = target.node;
     this.target = target;
     this.#shared = 'policy' in opts && 'keys' in opts ? opts : makeShared(opts);
+    this.#sessions = new Slots(this.#shared.opts.maxSessions ?? 8);
   }
 
   /** Login user on the node once connected (root or a sudoer). */
@@ -347,7 +372,20 @@ export class SshTransport implements Remote {
     await this.#ensure(signal);
   }
 
+  /**
+   * sshd refuses sessions beyond its MaxSessions (OpenSSH's default is 10) on one connection, and a leader serves
+   * every parallel follower's reads: commands beyond maxSessions wait for a free channel instead.
+   */
   async exec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
+    await this.#sessions.acquire();
+    try {
+      return await this.#execNow(command, opts);
+    } finally {
+      this.#sessions.release();
+    }
+  }
+
+  async #execNow(command: string, opts: ExecOptions): Promise<ExecResult> {
     const o = this.#shared.opts;
     const now = o.now ?? Date.now;
     const started = now();

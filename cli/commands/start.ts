@@ -41,7 +41,7 @@ export interface StartOptions extends ConnectOptions {
 }
 
 export async function start(o: StartOptions, io: Io): Promise<number> {
-  if (!Number.isInteger(o.parallel) || o.parallel < 1) throw new UsageError(`--parallel must be a whole number ≥ 1 (got ${o.parallel})`, '--parallel 4');
+  if (!Number.isInteger(o.parallel) || o.parallel < 1) throw new UsageError(`--parallel must be a whole number ≥ 1 (got ${o.parallel})`, '--parallel 8');
   if (!Number.isInteger(o.maxUnitRounds) || o.maxUnitRounds < 1) throw new UsageError(`--max-unit-rounds must be a whole number ≥ 1 (got ${o.maxUnitRounds})`, '--max-unit-rounds 3');
   const { loadInventory } = await import('../../adapters/inventory/index.js');
   const inventory: Inventory = loadInventory(o.inventory, { format: o.inventoryFormat, ...(o.cluster === undefined ? {} : { cluster: o.cluster }) });

@@ -26,6 +26,9 @@ interface TestServer {
   commands: string[];
   clients: Connection[];
   channelsClosed: number;
+  /** Commands running right now, and the most seen running at once. */
+  openChannels: number;
+  maxOpenChannels: number;
   /** Behaviour for a command, chosen by a marker word in it. */
   sudoNeedsPassword: boolean;
   close(): Promise<void>;
@@ -49,6 +52,8 @@ async function startServer(users: Record<string, ParsedKey>, hostPrivate?: strin
     commands: [],
     clients: [],
     channelsClosed: 0,
+    openChannels: 0,
+    maxOpenChannels: 0,
     sudoNeedsPassword: false,
     close: async () => undefined,
   };
@@ -118,6 +123,9 @@ function runCommand(state: TestServer, client: Connection, stream: ServerChannel
   const child = spawn('sh', ['-c', command], { detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
   const pid = child.pid;
   if (pid !== undefined) children.add(pid);
+  state.openChannels++;
+  state.maxOpenChannels = Math.max(state.maxOpenChannels, state.openChannels);
+  child.on('close', () => state.openChannels--);
   stream.pipe(child.stdin);
   child.stdin.on('error', () => undefined);
   child.stdout.on('data', (d: Buffer) => {
@@ -270,6 +278,16 @@ describe('SshTransport against ssh2 Server', () => {
     const all = await Promise.all([1, 2, 3, 4].map((i) => t.exec(`echo c${i}`)));
     expect(all.map((r) => r.stdout)).toEqual(['c1\n', 'c2\n', 'c3\n', 'c4\n']);
     expect(server.connections - before).toBe(1);
+    expect(t.connectionCount).toBe(1);
+  });
+
+  it('keeps at most maxSessions channels open on one connection; the others wait their turn', async () => {
+    const t = track(new SshTransport(target(), baseOptions({ maxSessions: 2 })));
+    await t.exec('true');
+    server.maxOpenChannels = 0;
+    const all = await Promise.all([1, 2, 3, 4, 5, 6].map((i) => t.exec(`sleep 0.2; echo s${i}`)));
+    expect(all.map((r) => r.stdout)).toEqual(['s1\n', 's2\n', 's3\n', 's4\n', 's5\n', 's6\n']);
+    expect(server.maxOpenChannels).toBe(2);
     expect(t.connectionCount).toBe(1);
   });
 
