@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { labDown, labFault, labUp, nodeExec, shq } from '../../test/lab/lab.js';
+import { labDown, labFault, labUp, nodeExec, pidAlive, shq } from '../../test/lab/lab.js';
 import type { Lab, LabNode } from '../../test/lab/lab.js';
 import type { LatencyProfile } from './perf-figures.js';
 
@@ -31,20 +31,6 @@ export function leaderOf(lab: Lab): LabNode {
   const n = lab.nodes.find((x) => x.name === lab.leader);
   if (n === undefined) throw new Error(`the lab's leader ${lab.leader} is not among its nodes`);
   return n;
-}
-
-function pidAlive(pid: number): boolean {
-  if (!(pid > 0)) return false;
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
 }
 
 function agentPidOf(n: LabNode): number {

@@ -172,7 +172,8 @@ async function pool<T>(items: T[], limit: number, fn: (item: T, index: number) =
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function pidAlive(pid: number): boolean {
+/** The process exists and is not a zombie. */
+export function pidAlive(pid: number): boolean {
   if (!(pid > 0)) return false;
   try {
     process.kill(pid, 0);
