@@ -1033,15 +1033,9 @@ function join(w: World, node: string, host: string, bind: string, password: stri
     }
     blob = Buffer.from(uploaded, 'base64');
   } else {
-    blob = fs.read(CREDENTIALS_FILE);
-    if (blob === null) {
-      throw new SimError(
-        `cannot find Cluster credential in ${CREDENTIALS_FILE}, please copy the file from the existing server or upload it to LDAP`,
-      );
-    }
+    blob = localCredentials(fs);
   }
-  const members = w.crypto.unpack(blob, password);
-  if (members === null) throw new SimError(`unable to open ${CREDENTIALS_FILE}: openpgp: incorrect key`);
+  const members = unpackCredentials(w, blob, password);
   const caPem = members.get('var/lib/service-discover/consul-agent-ca.pem');
   const gossip = members.get('gossip-key');
   const acl = members.get('consul-acl-secret.json');
@@ -1073,16 +1067,25 @@ function join(w: World, node: string, host: string, bind: string, password: stri
   if (role === 'server') writePassword(fs, password);
 }
 
-/** `service-discover bootstrap-token`: the SecretID from the credentials, decrypted with the password. */
-export function bootstrapToken(w: World, node: string, password: string): string {
-  const blob = w.fs(node).read(CREDENTIALS_FILE);
+/** The node's cluster-credentials.tar.gpg, with service-discover's message when it is missing. */
+function localCredentials(fs: NodeFs): Buffer {
+  const blob = fs.read(CREDENTIALS_FILE);
   if (blob === null) {
-    throw new SimError(
-      `cannot find Cluster credential in ${CREDENTIALS_FILE}, please copy the file from the existing server or upload it to LDAP`,
-    );
+    throw new SimError(`cannot find Cluster credential in ${CREDENTIALS_FILE}, please copy the file from the existing server or upload it to LDAP`);
   }
+  return blob;
+}
+
+/** Decrypts the credentials; a wrong password fails as gpg does. */
+function unpackCredentials(w: World, blob: Buffer, password: string): Map<string, Buffer> {
   const members = w.crypto.unpack(blob, password);
   if (members === null) throw new SimError(`unable to open ${CREDENTIALS_FILE}: openpgp: incorrect key`);
+  return members;
+}
+
+/** `service-discover bootstrap-token`: the SecretID from the credentials, decrypted with the password. */
+export function bootstrapToken(w: World, node: string, password: string): string {
+  const members = unpackCredentials(w, localCredentials(w.fs(node)), password);
   const acl = members.get('consul-acl-secret.json');
   const secret = acl === undefined ? undefined : (JSON.parse(acl.toString('utf8')) as { SecretID?: unknown }).SecretID;
   if (typeof secret !== 'string') throw new SimError('unable to decode ACL Bootstrap token');
