@@ -218,47 +218,33 @@ export async function measureBaseCosts(lab: Lab, rounds: number, secretFile: str
   const note = (id: string, ms: number): void => {
     best[id] = Math.min(best[id] ?? Infinity, ms);
   };
-  const must = (id: string, r: { code: number; out: string }): void => {
+  /** Runs one seed step on a node, requires exit 0, keeps its fastest time; returns its output. */
+  const step = async (id: string, node: string, command: string, stdin?: string): Promise<string> => {
+    const r = await timeIn(lab, node, command, stdin);
     if (r.code !== 0) throw new Error(`base cost of ${id}: exit ${r.code}: ${r.out.trim().slice(0, 300)}`);
+    note(id, r.ms);
+    return r.out;
   };
   const SD = '/etc/zextras/service-discover';
+  const wipe = `rm ${SD}/config.json ${SD}/main.json /var/lib/service-discover/*.pem`;
   for (let round = 0; round < rounds; round++) {
     const secret = writeSecret(secretFile);
-    let r = await timeIn(lab, leader.name, `su - zextras -c 'carbonio prov gas service-discover'`);
-    must('leader.servers', r);
-    note('leader.servers', r.ms);
-    r = await timeIn(lab, leader.name, 'wget -qO - http://127.0.0.1:8500/v1/status/leader');
-    must('leader.status-leader', r);
-    note('leader.status-leader', r.ms);
-    r = await timeIn(lab, leader.name, 'consul acl bootstrap');
+    await step('leader.servers', leader.name, `su - zextras -c 'carbonio prov gas service-discover'`);
+    await step('leader.status-leader', leader.name, 'wget -qO - http://127.0.0.1:8500/v1/status/leader');
+    // `consul acl bootstrap` exits non-zero by design here (403 naming the reset index).
+    const r = await timeIn(lab, leader.name, 'consul acl bootstrap');
     const index = /reset index: (\d+)/.exec(r.out)?.[1];
     if (index === undefined) throw new Error(`base cost: no reset index in ${r.out.trim().slice(0, 300)}`);
     note('leader.reset-index', r.ms);
-    r = await timeIn(lab, leader.name, `sudo -u service-discover bash -c "echo ${index} > /var/lib/service-discover/data/acl-bootstrap-reset"`);
-    must('leader.reset-file', r);
-    note('leader.reset-file', r.ms);
-    r = await timeIn(lab, leader.name, 'systemctl stop service-discover');
-    must('leader.stop', r);
-    note('leader.stop', r.ms);
-    r = await timeIn(lab, leader.name, `rm ${SD}/config.json ${SD}/main.json /var/lib/service-discover/*.pem`);
-    must('leader.wipe', r);
-    note('leader.wipe', r.ms);
-    r = await timeIn(lab, leader.name, `service-discover setup ${leader.ip} --first-instance --password=${shq(secret)}`);
-    must('leader.setup', r);
-    note('leader.setup', r.ms);
+    await step('leader.reset-file', leader.name, `sudo -u service-discover bash -c "echo ${index} > /var/lib/service-discover/data/acl-bootstrap-reset"`);
+    await step('leader.stop', leader.name, 'systemctl stop service-discover');
+    await step('leader.wipe', leader.name, wipe);
+    await step('leader.setup', leader.name, `service-discover setup ${leader.ip} --first-instance --password=${shq(secret)}`);
     const creds = await nodeExec(lab, leader.name, ['cat', `${SD}/cluster-credentials.tar.gpg`]);
-    r = await timeIn(lab, follower.name, `cat > ${SD}/cluster-credentials.tar.gpg`, creds.stdout);
-    must('follower.copy-credentials', r);
-    note('follower.copy-credentials', r.ms);
-    r = await timeIn(lab, follower.name, 'systemctl stop service-discover');
-    must('follower.stop', r);
-    note('follower.stop', r.ms);
-    r = await timeIn(lab, follower.name, `rm ${SD}/config.json ${SD}/main.json /var/lib/service-discover/*.pem`);
-    must('follower.wipe', r);
-    note('follower.wipe', r.ms);
-    r = await timeIn(lab, follower.name, `service-discover setup ${follower.ip} --password=${shq(secret)}`);
-    must('follower.setup', r);
-    note('follower.setup', r.ms);
+    await step('follower.copy-credentials', follower.name, `cat > ${SD}/cluster-credentials.tar.gpg`, creds.stdout);
+    await step('follower.stop', follower.name, 'systemctl stop service-discover');
+    await step('follower.wipe', follower.name, wipe);
+    await step('follower.setup', follower.name, `service-discover setup ${follower.ip} --password=${shq(secret)}`);
     await sleep(100);
   }
   return best;

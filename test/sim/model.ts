@@ -767,16 +767,8 @@ export function raftConfiguration(w: World, viewer: string, secretId?: string): 
   });
 }
 
-export interface TokenListEntry {
-  AccessorID: string;
-  Description: string;
-  Policies: Array<{ ID: string; Name: string }>;
-  Local: boolean;
-  CreateTime: string;
-  Hash: string;
-  CreateIndex: number;
-  ModifyIndex: number;
-}
+/** A token as /v1/acl/tokens lists it: the bootstrap JSON's fields without the SecretID. */
+export type TokenListEntry = Omit<BootstrapJson, 'SecretID'>;
 
 function listEntry(w: World, t: TokenRecord): TokenListEntry {
   const { SecretID: _secret, ...rest } = tokenJson(w, t);
