@@ -30,8 +30,16 @@ function connectOptions<T>(y: Argv<T>) {
 
 function secretOptions<T>(y: Argv<T>) {
   return y
-    .option('password-file', { type: 'string', describe: 'file holding the mesh secret (mode 0600); else $REGEN_MESH_PASSWORD, the Ansible _consulpassword file, or a hidden prompt' })
+    .option('password-file', { type: 'string', describe: 'file holding the mesh secret (mode 0600); else $REGEN_MESH_PASSWORD or a hidden prompt (two sources at once are refused)' })
     .option('generate-password', { type: 'boolean', default: false, describe: 'generate a new random mesh secret (printed nowhere: read it later from the leader\'s /var/lib/service-discover/password)' });
+}
+
+/** Options of a new secret (start and plan). */
+function newSecretOptions<T>(y: Argv<T>) {
+  return y
+    .option('password-from-inventory', { type: 'boolean', default: false, describe: "take the new secret from the Ansible <inventory>_consulpassword file (Carbonio's installer leaves the current secret there)" })
+    .option('weak-secret', { type: 'boolean', default: false, describe: 'accept a new secret shorter than 12 characters or in the list of obvious ones' })
+    .option('reuse-secret', { type: 'boolean', default: false, describe: 'go on although the new secret opens the current credentials (it is the same secret)' });
 }
 
 export async function main(argv: string[], io: Io = processIo()): Promise<number> {
@@ -46,7 +54,7 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
       'start',
       'regenerate the mesh credentials (plan, confirm, then run)',
       (y) =>
-        secretOptions(connectOptions(globalOptions(y)))
+        newSecretOptions(secretOptions(connectOptions(globalOptions(y))))
           .option('inventory', { alias: 'i', type: 'string', demandOption: true, describe: 'inventory file (regen YAML/JSON or Carbonio Ansible INI)' })
           .option('inventory-format', { choices: ['auto', 'yaml', 'json', 'ansible'] as const, default: 'auto' as const })
           .option('cluster', { type: 'string', describe: 'cluster name (Ansible inventories: default the file name)' })
@@ -63,7 +71,7 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
       'plan',
       'show what start would do, reading every node; changes nothing',
       (y) =>
-        secretOptions(connectOptions(globalOptions(y)))
+        newSecretOptions(secretOptions(connectOptions(globalOptions(y))))
           .option('inventory', { alias: 'i', type: 'string', demandOption: true })
           .option('inventory-format', { choices: ['auto', 'yaml', 'json', 'ansible'] as const, default: 'auto' as const })
           .option('cluster', { type: 'string' })
@@ -191,6 +199,9 @@ type StartArgs = Parameters<typeof connectFrom>[0] & {
   'max-unit-rounds'?: number;
   'password-file'?: string;
   'generate-password': boolean;
+  'password-from-inventory'?: boolean;
+  'weak-secret'?: boolean;
+  'reuse-secret'?: boolean;
 };
 
 function toStartOptions(a: StartArgs) {
@@ -210,6 +221,9 @@ function toStartOptions(a: StartArgs) {
     maxUnitRounds: a['max-unit-rounds'] ?? 3,
     passwordFile: a['password-file'],
     generatePassword: a['generate-password'],
+    passwordFromInventory: a['password-from-inventory'] ?? false,
+    weakSecret: a['weak-secret'] ?? false,
+    reuseSecret: a['reuse-secret'] ?? false,
   };
 }
 

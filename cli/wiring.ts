@@ -9,6 +9,7 @@ import type { RunDeps, RunEvent, RunResult } from '../machines/runner.js';
 import { EXIT, exitCodeForKind } from './exit-codes.js';
 import { renderPlan } from './plan-view.js';
 import type { Secret } from '../adapters/secrets/secret.js';
+import type { MeshSecret } from '../adapters/secrets/mesh-secret.js';
 import type { AuditSink } from '../adapters/ssh/remote.js';
 import type { Store } from '../store/types.js';
 import type { Io } from './io.js';
@@ -30,31 +31,43 @@ export async function openRegenStore(db: string | undefined, env: NodeJS.Process
   return store;
 }
 
-export async function obtainSecret(a: {
+export interface SecretRequest {
   passwordFile: string | undefined;
   generate: boolean;
+  /** Only with --password-from-inventory: the Ansible inventory whose _consulpassword holds the secret. */
   inventoryPath?: string;
+  weakSecret?: boolean;
   io: Io;
   required: boolean;
   newSecret: boolean;
-}): Promise<Secret | null> {
+}
+
+export async function obtainSecret(a: SecretRequest): Promise<Secret | null> {
+  return (await obtainNamedSecret(a))?.secret ?? null;
+}
+
+/** The secret and the name of its source (file, env, inventory, prompt, generated), never its value. */
+export async function obtainNamedSecret(a: SecretRequest): Promise<MeshSecret | null> {
   const { obtainMeshSecret, hiddenPrompt } = await import('../adapters/secrets/index.js');
-  const ansibleInventory = a.inventoryPath === undefined ? undefined : a.inventoryPath;
   const got = await obtainMeshSecret({
     ...(a.passwordFile === undefined ? {} : { passwordFile: a.passwordFile }),
     env: a.io.env,
-    ...(ansibleInventory === undefined ? {} : { ansibleInventory }),
+    ...(a.inventoryPath === undefined ? {} : { ansibleInventory: a.inventoryPath }),
     prompt: a.io.stdinIsTTY ? (q: string) => hiddenPrompt(q, { input: a.io.stdin, output: a.io.stderr }) : undefined,
     generate: a.generate,
+    weakSecret: a.weakSecret ?? false,
     isTTY: a.io.stdinIsTTY,
     purpose: a.newSecret ? 'new' : 'existing',
   });
   if (!got) {
     if (!a.required) return null;
-    throw new UsageError('no mesh secret given', 'pass --password-file FILE (mode 0600), set REGEN_MESH_PASSWORD, run in a terminal to be asked, or --generate-password');
+    throw new UsageError(
+      'no mesh secret given',
+      'pass --password-file FILE (mode 0600), set REGEN_MESH_PASSWORD, --password-from-inventory, run in a terminal to be asked, or --generate-password',
+    );
   }
   (await sharedRedactor()).add(got.secret, 'mesh secret');
-  return got.secret;
+  return got;
 }
 
 /** The real node port: one SSH connection per node (ssh_config, known_hosts, agent) and Carbonio's commands. */
@@ -197,11 +210,12 @@ export function interruptHandling(io: Io, reporter: Reporter): { shouldStop: () 
   return { shouldStop: () => count > 0, dispose };
 }
 
-export function summarize(result: RunResult, o: { dryRun: boolean }): string {
+export function summarize(result: RunResult, o: { dryRun: boolean; secretSource?: string }): string {
   const lines: string[] = [];
   if (result.status === 'done') {
     lines.push(`\nregen: run ${result.runId} done: every node is an alive member with the leader's credentials.`);
     lines.push(`Keep the new secret safe: it is on the leader in /var/lib/service-discover/password (root only).`);
+    if (o.secretSource !== undefined) lines.push(`The new mesh secret came from ${o.secretSource}.`);
   } else if (result.status === 'aborted') {
     lines.push(`\nregen: run ${result.runId} aborted; no node was changed after the point shown by regen status ${result.runId}.`);
   } else if (o.dryRun) {
@@ -226,7 +240,7 @@ export function summarize(result: RunResult, o: { dryRun: boolean }): string {
  */
 export async function operate(
   io: Io,
-  o: { json: boolean; yes: boolean },
+  o: { json: boolean; yes: boolean; secretSource?: string },
   go: (deps: Pick<RunDeps, 'onEvent' | 'shouldStop' | 'confirm'>) => Promise<RunResult>,
   release: () => Promise<void>,
 ): Promise<number> {
@@ -251,7 +265,7 @@ export async function operate(
       },
     });
     reporter.close();
-    io.err(summarize(result, { dryRun: false }));
+    io.err(summarize(result, { dryRun: false, ...(o.secretSource === undefined ? {} : { secretSource: o.secretSource }) }));
     return exitFor(result);
   } finally {
     interrupts.dispose();

@@ -8,6 +8,7 @@ import type { NodeFacts } from './port.js';
 import { chooseLeader, planNodes, type PlannedNode } from './plan.js';
 import { actorTypes } from './recovery.js';
 import * as steps from './steps.js';
+import { refuseReusedSecret } from './secret-reuse.js';
 
 export interface ActorHooks {
   /** A follower chain settled (for progress views). */
@@ -115,13 +116,15 @@ export function makeActors(d: steps.StepDeps, hooks: ActorHooks = {}): typeof ac
           hint: 'make the mesh servers reachable, or name the leader with --leader NODE; nothing was changed',
         });
       }
-      return chooseLeader({
+      const choice = chooseLeader({
         nodes,
         meshServers,
         leaderAddress,
         ...(input.override === undefined ? {} : { override: input.override }),
         ...(input.inventory.directoryServer === undefined ? {} : { directoryServer: input.inventory.directoryServer }),
       });
+      await refuseReusedSecret(d, choice.leader, input.reuseSecret === true);
+      return choice;
     }),
 
     backup: fromPromise(async ({ input }) => {

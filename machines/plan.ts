@@ -139,6 +139,7 @@ export function chooseLeader(args: {
   } else {
     leader = nodes.find((n) => n.bindAddress === args.leaderAddress);
     if (!leader) problems.push(`the mesh leader ${args.leaderAddress} is not the address of any inventory node; add it, or name the leader with --leader NODE`);
+    else if (kinds[leader.name] !== 'server') problems.push(`the mesh reports ${args.leaderAddress} (${leader.name}) as leader, but the directory does not list it as a mesh server; name the leader with --leader NODE`);
   }
   if (problems.length || !leader) {
     throw new RegenError('needs-operator', `cannot settle the leader:\n  - ${problems.join('\n  - ')}`, {

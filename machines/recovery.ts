@@ -26,6 +26,8 @@ export interface RunOptions {
   revokeOldTokens: boolean;
   /** Operator override of leader detection (inventory name). */
   leader?: string;
+  /** Go on although the new secret opens the current credentials (--reuse-secret). */
+  reuseSecret?: boolean;
 }
 
 export interface RegenInput {
@@ -67,7 +69,7 @@ function slot<Out, In>(name: string) {
 /** Actor names and their input/output types; implementations live in machines/actors.ts. */
 export const actorTypes = {
   preflight: slot<{ nodes: PlannedNode[]; warnings: Warning[] }, { inventory: Inventory }>('preflight'),
-  leaderCheck: slot<LeaderChoice, { nodes: PlannedNode[]; inventory: Inventory; override?: string }>('leaderCheck'),
+  leaderCheck: slot<LeaderChoice, { nodes: PlannedNode[]; inventory: Inventory; override?: string; reuseSecret?: boolean }>('leaderCheck'),
   backup: slot<null, { nodes: PlannedNode[] }>('backup'),
   readResetIndex: slot<number, { leader: PlannedNode; round: number }>('readResetIndex'),
   writeResetFile: slot<null, { leader: PlannedNode; index: number; round: number }>('writeResetFile'),
@@ -206,6 +208,7 @@ export const recoveryMachine = setup({
           nodes: context.nodes,
           inventory: context.inventory,
           ...(context.options.leader === undefined ? {} : { override: context.options.leader }),
+          ...(context.options.reuseSecret === true ? { reuseSecret: true } : {}),
         }),
         onDone: {
           target: 'confirming',

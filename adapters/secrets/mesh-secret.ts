@@ -5,6 +5,7 @@
 import { randomInt } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { RegenError, UsageError } from '../../machines/errors.js';
+import { refuseConflicts, strong } from './secret-policy.js';
 import { Secret } from './secret.js';
 import { redactor as processRedactor } from './redact.js';
 import type { Redactor } from './redact.js';
@@ -16,13 +17,18 @@ const GENERATED_LENGTH = 32;
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 const PROMPT_ATTEMPTS = 3;
 
-export type MeshSecretSource = 'file' | 'env' | 'ansible' | 'prompt' | 'generated';
+export type MeshSecretSource = 'file' | 'env' | 'inventory' | 'prompt' | 'generated';
 
 export interface ObtainMeshSecretOptions {
   passwordFile?: string;
   env?: NodeJS.ProcessEnv;
-  /** Path of Carbonio's Ansible inventory; its `<path>_consulpassword` is used if present. */
+  /**
+   * Path of Carbonio's Ansible inventory whose `<path>_consulpassword` the operator asked for
+   * (--password-from-inventory). Never implied: the installer leaves the current secret there.
+   */
   ansibleInventory?: string;
+  /** Accept a new secret that is short or common (--weak-secret). */
+  weakSecret?: boolean;
   prompt?: (question: string) => Promise<string>;
   /** Generate a random secret when no file, variable or Ansible password gives one (the prompt is skipped). */
   generate?: boolean;
@@ -41,9 +47,10 @@ export interface MeshSecret {
 const LABEL = 'mesh secret';
 
 /**
- * First source that gives a secret: file > REGEN_MESH_PASSWORD > Ansible's `_consulpassword` > prompt (TTY only)
- * > generated (only if asked). Null when none applies. A source that is given but unusable is an error, never
- * silently skipped: the operator meant it.
+ * The one source the operator named: --password-file, REGEN_MESH_PASSWORD, --password-from-inventory (Ansible's
+ * `_consulpassword`) or --generate-password; else the prompt (TTY only). Two of them at once are an error naming
+ * both, never a silent precedence. Null when none applies. A source that is given but unusable is an error, never
+ * silently skipped: the operator meant it. A new secret that is weak is refused unless `weakSecret`.
  */
 export async function obtainMeshSecret(opts: ObtainMeshSecretOptions): Promise<MeshSecret | null> {
   const found = await pick(opts);
@@ -52,27 +59,28 @@ export async function obtainMeshSecret(opts: ObtainMeshSecretOptions): Promise<M
 }
 
 async function pick(opts: ObtainMeshSecretOptions): Promise<MeshSecret | null> {
+  refuseConflicts(opts);
+  const purpose = opts.purpose ?? 'new';
   if (opts.passwordFile !== undefined) {
     const text = readPrivateFile(opts.passwordFile, '--password-file');
-    return { secret: checked(stripOneNewline(text), `the password file ${opts.passwordFile}`), source: 'file' };
+    return strong({ secret: checked(stripOneNewline(text), `the password file ${opts.passwordFile}`), source: 'file' }, opts);
   }
   const fromEnv = (opts.env ?? process.env)[MESH_SECRET_ENV];
   if (fromEnv !== undefined) {
     if (fromEnv === '') {
       throw new UsageError(`${MESH_SECRET_ENV} is set but empty`, `unset ${MESH_SECRET_ENV} or give it the mesh secret`);
     }
-    return { secret: checked(fromEnv, MESH_SECRET_ENV), source: 'env' };
+    return strong({ secret: checked(fromEnv, MESH_SECRET_ENV), source: 'env' }, opts);
   }
   if (opts.ansibleInventory !== undefined) {
     const path = `${opts.ansibleInventory}${ANSIBLE_PASSWORD_SUFFIX}`;
-    if (exists(path)) {
-      const secret = checked(parseAnsiblePasswordFile(readPrivateFile(path, 'the Ansible password file')), path);
-      return { secret, source: 'ansible' };
-    }
+    if (!exists(path)) throw new UsageError(`--password-from-inventory: ${path} does not exist`, 'pass --password-file FILE, or drop --password-from-inventory');
+    const secret = checked(parseAnsiblePasswordFile(readPrivateFile(path, 'the Ansible password file')), path);
+    return strong({ secret, source: 'inventory' }, opts);
   }
   if (opts.generate === true) return { secret: generateMeshSecret(), source: 'generated' };
   if (opts.isTTY && opts.prompt !== undefined) {
-    return { secret: await ask(opts.prompt, opts.purpose ?? 'new'), source: 'prompt' };
+    return strong({ secret: await ask(opts.prompt, purpose), source: 'prompt' }, opts);
   }
   return null;
 }

@@ -11,7 +11,8 @@ import type { Store } from '../../store/types.js';
 import type { Io } from '../io.js';
 import type { ConnectOptions } from '../main.js';
 import { exitCodeForKind, EXIT } from '../exit-codes.js';
-import { openRegenStore, obtainSecret, makeNodePort, operate, type PortFactory } from '../wiring.js';
+import { openRegenStore, obtainNamedSecret, makeNodePort, operate, type PortFactory, type SecretRequest } from '../wiring.js';
+import { describeSource } from '../../adapters/secrets/secret-policy.js';
 export { confirmByName, exitFor } from '../wiring.js';
 import { makePlan, planJson, renderPlan } from '../plan-view.js';
 
@@ -31,6 +32,12 @@ export interface StartOptions extends ConnectOptions {
   maxUnitRounds: number;
   passwordFile: string | undefined;
   generatePassword: boolean;
+  /** Take the secret from Carbonio's `<inventory>_consulpassword` (never implied: it holds the current secret). */
+  passwordFromInventory?: boolean;
+  /** Accept a short or common new secret. */
+  weakSecret?: boolean;
+  /** Go on although the new secret opens the current credentials (the same secret again). */
+  reuseSecret?: boolean;
   /** Tests provide the node port (the fake cluster); default: SSH + Carbonio commands. */
   makePort?: PortFactory;
   /** Tests pin time and polling. */
@@ -51,15 +58,25 @@ export async function start(o: StartOptions, io: Io): Promise<number> {
   if (!o.dryRun && !o.yes && !io.stdinIsTTY) {
     throw new UsageError('regen start needs a confirmation of the mesh downtime and there is no terminal to ask on', 'pass --yes (after reading regen plan), or run it in a terminal');
   }
-  const secret: Secret | null = o.dryRun ? null : await obtainSecret({ passwordFile: o.passwordFile, generate: o.generatePassword, inventoryPath: o.inventory, io, required: true, newSecret: true });
+  const request = secretRequest(o, io);
+  const named = o.dryRun ? null : await obtainNamedSecret(request);
+  const secret: Secret | null = named?.secret ?? null;
+  const secretSource = describeSource(named?.source ?? (await plannedSource(request)));
 
-  const options = { parallel: o.parallel, maxUnitRounds: o.maxUnitRounds, revokeOldTokens: o.revokeOldTokens, ...(o.leader === undefined ? {} : { leader: o.leader }) };
-  if (o.dryRun) return plan(o, io, inventory, options);
+  const options = {
+    parallel: o.parallel,
+    maxUnitRounds: o.maxUnitRounds,
+    revokeOldTokens: o.revokeOldTokens,
+    ...(o.leader === undefined ? {} : { leader: o.leader }),
+    ...(o.reuseSecret === true ? { reuseSecret: true } : {}),
+  };
+  if (o.dryRun) return plan(o, io, inventory, options, secretSource);
+  io.err(`regen: the new mesh secret comes from ${secretSource}\n`);
   const store: Store = o.store ?? (await openRegenStore(o.db, io.env));
   const port: NodePort = await (o.makePort ?? makeNodePort)(inventory, o, store, io);
   return operate(
     io,
-    { json: o.json, yes: o.yes },
+    { json: o.json, yes: o.yes, secretSource },
     (ui) => startRun({ store, port, secret, ...o.runDeps, ...ui }, { inventory, options, ...(o.runId === undefined ? {} : { runId: o.runId }) }),
     async () => {
       await port.close();
@@ -72,13 +89,13 @@ export async function start(o: StartOptions, io: Io): Promise<number> {
  * Plan mode records nothing and changes nothing: the same machine runs against an in-memory store and stops at
  * its confirmation point; a node that cannot be planned is listed as a problem and the others are still shown.
  */
-async function plan(o: StartOptions, io: Io, inventory: Inventory, options: RunOptions): Promise<number> {
+async function plan(o: StartOptions, io: Io, inventory: Inventory, options: RunOptions, secretSource: string): Promise<number> {
   const store: Store = o.store ?? (await openRegenStore(':memory:'));
   const port: NodePort = await (o.makePort ?? makeNodePort)(inventory, o, store, io);
   try {
     const { context, problems } = await makePlan({ port, store, inventory, options });
-    if (o.json) io.out(`${JSON.stringify({ type: 'plan', plan: planJson(context, problems) })}\n`);
-    else io.out(renderPlan(context, { color: io.isTTY, verbose: o.verbose ?? false, problems }));
+    if (o.json) io.out(`${JSON.stringify({ type: 'plan', plan: planJson(context, problems), secretSource })}\n`);
+    else io.out(`${renderPlan(context, { color: io.isTTY, verbose: o.verbose ?? false, problems })}mesh secret: from ${secretSource}\n`);
     if (problems.length === 0) return EXIT.ok;
     io.err(`regen: the plan found ${problems.length} problem(s); regen start refuses until they are fixed (nothing was changed)\n`);
     return problems.some((p) => p.kind === 'unreachable') ? EXIT.unreachable : exitCodeForKind(problems[0]?.kind ?? 'preflight');
@@ -86,6 +103,24 @@ async function plan(o: StartOptions, io: Io, inventory: Inventory, options: RunO
     await port.close();
     if (!o.store) store.close();
   }
+}
+
+/** Where the new secret comes from: only the sources the operator named; the Ansible file only when asked for. */
+function secretRequest(o: StartOptions, io: Io): SecretRequest {
+  return {
+    passwordFile: o.passwordFile,
+    generate: o.generatePassword,
+    ...(o.passwordFromInventory === true ? { inventoryPath: o.inventory } : {}),
+    weakSecret: o.weakSecret ?? false,
+    io,
+    required: true,
+    newSecret: true,
+  };
+}
+
+async function plannedSource(r: SecretRequest) {
+  const { namedSource } = await import('../../adapters/secrets/secret-policy.js');
+  return namedSource({ ...(r.passwordFile === undefined ? {} : { passwordFile: r.passwordFile }), env: r.io.env, ...(r.inventoryPath === undefined ? {} : { ansibleInventory: r.inventoryPath }), generate: r.generate, isTTY: r.io.stdinIsTTY });
 }
 
 export { planJson };

@@ -34,7 +34,7 @@ function ansibleInventory(password = 'Xk3p9Qa2\n', mode = 0o600): string {
 }
 
 function opts(o: Partial<ObtainMeshSecretOptions>): ObtainMeshSecretOptions {
-  return { env: {}, isTTY: false, redactor: new Redactor(), ...o };
+  return { env: {}, isTTY: false, redactor: new Redactor(), weakSecret: true, ...o };
 }
 
 async function usageError(p: Promise<unknown>): Promise<UsageError> {
@@ -47,40 +47,54 @@ async function usageError(p: Promise<unknown>): Promise<UsageError> {
   throw new Error('expected a UsageError');
 }
 
-describe('obtainMeshSecret: sources in order', () => {
-  const everything = (): ObtainMeshSecretOptions =>
-    opts({
-      passwordFile: secretFile('from-file\n'),
-      env: { REGEN_MESH_PASSWORD: 'from-env' },
-      ansibleInventory: ansibleInventory('fromAnsible\n'),
-      prompt: async () => 'from-prompt',
-      isTTY: true,
-      generate: true,
-    });
-
-  it('file first', async () => {
-    const got = await obtainMeshSecret(everything());
-    expect(got?.source).toBe('file');
-    expect(got?.secret.reveal()).toBe('from-file');
+describe('obtainMeshSecret: the one source the operator named', () => {
+  it('a file alone', async () => {
+    const got = await obtainMeshSecret(opts({ passwordFile: secretFile('from-file\n'), prompt: async () => 'from-prompt', isTTY: true }));
+    expect([got?.source, got?.secret.reveal()]).toEqual(['file', 'from-file']);
   });
 
-  it('then the environment', async () => {
-    const o = everything();
-    delete o.passwordFile;
-    const got = await obtainMeshSecret(o);
+  it('the environment alone', async () => {
+    const got = await obtainMeshSecret(opts({ env: { REGEN_MESH_PASSWORD: 'from-env' } }));
     expect([got?.source, got?.secret.reveal()]).toEqual(['env', 'from-env']);
   });
 
-  it("then Carbonio's Ansible _consulpassword", async () => {
-    const o = everything();
-    delete o.passwordFile;
-    o.env = {};
-    const got = await obtainMeshSecret(o);
-    expect([got?.source, got?.secret.reveal()]).toEqual(['ansible', 'fromAnsible']);
+  it("Carbonio's Ansible _consulpassword only when named (--password-from-inventory)", async () => {
+    const got = await obtainMeshSecret(opts({ ansibleInventory: ansibleInventory('fromAnsible\n') }));
+    expect([got?.source, got?.secret.reveal()]).toEqual(['inventory', 'fromAnsible']);
   });
 
-  it('then the prompt on a TTY', async () => {
-    const got = await obtainMeshSecret(opts({ prompt: async () => 'typed', isTTY: true, ansibleInventory: join(tmp, 'no-such-inventory') }));
+  it('two sources at once are refused, naming both', async () => {
+    const pairs: Partial<ObtainMeshSecretOptions>[] = [
+      { passwordFile: secretFile('from-file-0123456\n'), env: { REGEN_MESH_PASSWORD: 'from-env-0123456' } },
+      { generate: true, env: { REGEN_MESH_PASSWORD: 'from-env-0123456' } },
+      { generate: true, passwordFile: secretFile('from-file-0123456\n') },
+      { generate: true, ansibleInventory: ansibleInventory('fromAnsible0123456\n') },
+    ];
+    const named = [];
+    for (const p of pairs) {
+      const err = await usageError(obtainMeshSecret(opts(p)));
+      named.push(err.message.match(/--[a-z-]+|REGEN_MESH_PASSWORD/g));
+    }
+    expect(named).toEqual([
+      ['--password-file', 'REGEN_MESH_PASSWORD'],
+      ['REGEN_MESH_PASSWORD', '--generate-password'],
+      ['--password-file', '--generate-password'],
+      ['--password-from-inventory', '--generate-password'],
+    ]);
+  });
+
+  it('a weak new secret is refused unless --weak-secret; an existing one is taken as it is', async () => {
+    const env = (v: string) => ({ env: { REGEN_MESH_PASSWORD: v }, weakSecret: false });
+    expect((await usageError(obtainMeshSecret(opts(env('short-11ch'))))).message).toMatch(/shorter than 12/);
+    expect((await usageError(obtainMeshSecret(opts(env('Password123!'))))).message).toMatch(/obvious/);
+    expect((await usageError(obtainMeshSecret(opts(env('aaaaaaaaaaaaaaaa'))))).message).toMatch(/repeats/);
+    expect((await obtainMeshSecret(opts({ ...env('short'), weakSecret: true })))?.secret.reveal()).toBe('short');
+    expect((await obtainMeshSecret(opts({ ...env('short'), purpose: 'existing' })))?.secret.reveal()).toBe('short');
+    expect((await obtainMeshSecret(opts(env('k7Qp-ward-Zen4-lamp'))))?.source).toBe('env');
+  });
+
+  it('the prompt on a TTY', async () => {
+    const got = await obtainMeshSecret(opts({ prompt: async () => 'typed', isTTY: true }));
     expect([got?.source, got?.secret.reveal()]).toEqual(['prompt', 'typed']);
   });
 
@@ -148,7 +162,7 @@ describe('obtainMeshSecret: files', () => {
   });
 
   it('refuses an empty REGEN_MESH_PASSWORD rather than falling through', async () => {
-    const err = await usageError(obtainMeshSecret(opts({ env: { REGEN_MESH_PASSWORD: '' }, generate: true })));
+    const err = await usageError(obtainMeshSecret(opts({ env: { REGEN_MESH_PASSWORD: '' } })));
     expect(err.message).toBe('REGEN_MESH_PASSWORD is set but empty');
   });
 
