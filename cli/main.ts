@@ -9,6 +9,7 @@ import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { processIo, type Io } from './io.js';
+import { redactor } from '../adapters/secrets/redact.js';
 
 /** Followers set up at once unless --parallel says otherwise. */
 export const DEFAULT_PARALLEL = 8;
@@ -227,13 +228,15 @@ function toStartOptions(a: StartArgs) {
   };
 }
 
+/** Every line goes through the redactor, the REGEN_DEBUG stack included: an error may quote a node's output. */
 export function reportError(err: unknown, io: Io): number {
   const code = exitCodeFor(err);
   const e = err as { message?: string; hint?: string; node?: string };
   const msg = err instanceof Error ? err.message : String(err);
-  io.err(`regen: ${e.node && !msg.includes(e.node) ? `${e.node}: ` : ''}${msg}\n`);
-  if (e.hint) io.err(`next: ${e.hint}\n`);
-  if (code === EXIT.internal && err instanceof Error && err.stack && process.env['REGEN_DEBUG']) io.err(`${err.stack}\n`);
+  const say = (text: string): void => io.err(redactor.redact(text));
+  say(`regen: ${e.node && !msg.includes(e.node) ? `${e.node}: ` : ''}${msg}\n`);
+  if (e.hint) say(`next: ${e.hint}\n`);
+  if (code === EXIT.internal && err instanceof Error && err.stack && process.env['REGEN_DEBUG']) say(`${err.stack}\n`);
   return code;
 }
 

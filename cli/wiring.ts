@@ -265,7 +265,7 @@ export async function operate(
       },
     });
     reporter.close();
-    io.err(summarize(result, { dryRun: false, ...(o.secretSource === undefined ? {} : { secretSource: o.secretSource }) }));
+    io.err((await sharedRedactor()).redact(summarize(result, { dryRun: false, ...(o.secretSource === undefined ? {} : { secretSource: o.secretSource }) })));
     return exitFor(result);
   } finally {
     interrupts.dispose();

@@ -87,6 +87,7 @@ export type ResetIndexReading =
 export interface BackupFile {
   /** Absolute path of the original. */
   path: string;
+  /** UNHASHED for the password file: an unsalted hash of a password is what a guesser needs. */
   sha256: string;
   size: number;
   /** Octal mode string, e.g. "0600". */
@@ -215,3 +216,5 @@ export const MAIN_JSON = `${SD_CONFIG_DIR}/main.json`;
 export const CONFIG_JSON = `${SD_CONFIG_DIR}/config.json`;
 export const PASSWORD_FILE = `${SD_HOME}/password`;
 export const BACKUP_ROOT = '/var/backups/regen';
+/** The sha256 recorded for a backed-up file that must not be hashed (the password file): only size is kept. */
+export const UNHASHED = '-';

@@ -401,6 +401,14 @@ const toLock = (r: LockRecord): LockRow => ({
   heartbeatAt: r.heartbeat_at,
 });
 
+/** Names, ids, states and lookup keys: stored as they are (free text around them is redacted). */
+const STRUCTURAL = new Set([
+  'id', 'runId', 'cluster', 'node', 'name', 'nodes', 'sshHost', 'host', 'leader', 'fqdn', 'address', 'bindAddress',
+  'leaderAddress', 'configuredBindAddress', 'kind', 'role', 'profile', 'step', 'state', 'status', 'outcome', 'event',
+  'fromState', 'toState', 'machineVersion', 'path', 'dir', 'sha256', 'mode', 'owner', 'group', 'inventoryJson',
+  'optionsJson', 'failedAt', 'type', 'value', 'sshUser', 'identityFile', 'directoryServer',
+]);
+
 class SqliteStore implements Store {
   readonly path: string;
   readonly #db: Database.Database;
@@ -510,21 +518,33 @@ class SqliteStore implements Store {
   }
 
   /**
-   * Every string parameter goes through the redactor, keys included, so no text can reach the file unredacted;
-   * lookups pass through it too, so they match what was stored.
+   * Free text goes through the redactor; names, ids and lookup keys do not (a short secret must not mask a node
+   * name that resume then connects to, nor a run id a lookup must find). JSON is redacted value by value before
+   * encoding, so escaping cannot hide a secret and the result stays valid JSON.
    */
   #bind(params: Record<string, string | number | boolean | null | undefined>): Params {
     const out: Params = {};
     for (const [k, v] of Object.entries(params)) {
-      out[k] = typeof v === 'string' ? this.#redact(v) : typeof v === 'boolean' ? (v ? 1 : 0) : (v ?? null);
+      if (typeof v === 'string') out[k] = k === 'snapshot' ? this.#redactJsonText(v) : STRUCTURAL.has(k) ? v : this.#redact(v);
+      else out[k] = typeof v === 'boolean' ? (v ? 1 : 0) : (v ?? null);
     }
     return out;
   }
 
-  /** JSON whose string values are redacted before encoding (so escaping cannot hide a secret) and once more after. */
   #json(value: unknown): string | null {
-    const text = JSON.stringify(value, (_key, v: unknown) => (typeof v === 'string' ? this.#redact(v) : v)) as string | undefined;
+    const text = JSON.stringify(value, (key, v: unknown) => (typeof v === 'string' && !STRUCTURAL.has(key) ? this.#redact(v) : v)) as string | undefined;
     return text === undefined ? null : text;
+  }
+
+  /** A JSON text (a snapshot) redacted field by field; text that is not JSON is redacted whole. */
+  #redactJsonText(text: string): string {
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      return this.#redact(text);
+    }
+    return this.#json(value) ?? text;
   }
 
   close(): void {

@@ -20,6 +20,7 @@ import {
   SD_DATA_DIR,
   SD_CONFIG_DIR,
   SD_HOME,
+  UNHASHED,
   type Profile,
 } from '../../machines/port.js';
 import { sh, shq } from './shell.js';
@@ -183,7 +184,11 @@ export function members(): string {
 
 /** The password file, behind a marker line; its stdout is secret (ExecOptions.secretOutput). */
 export function readMeshSecret(): string {
-  return script(`if [ -f ${PASSWORD_FILE} ]; then echo 'regen:present'; cat ${PASSWORD_FILE}; else echo 'regen:absent'; fi`);
+  // Read without following a link (the service user owns the directory): dd's nofollow fails on one.
+  return script(
+    `if [ -L ${PASSWORD_FILE} ]; then echo 'regen:password file is a symbolic link' >&2; exit 5; fi`,
+    `if [ -f ${PASSWORD_FILE} ]; then echo 'regen:present'; dd if=${PASSWORD_FILE} iflag=nofollow status=none || exit 5; else echo 'regen:absent'; fi`,
+  );
 }
 
 /** Does the secret on stdin decrypt the credentials? Decrypts to /dev/null (the integrity check still runs). */
@@ -289,7 +294,9 @@ function verifyManifest(): string {
     'verify() {',
     `  { IFS= read -r h && [ "$h" = ${shq(MANIFEST_HEADER)} ] || return 1`,
     '    while read -r p s z m o g; do',
-    `      [ -f "$B$p" ] && [ "$(sha256sum < "$B$p" | cut -d' ' -f1)" = "$s" ] || return 1`,
+    `      [ -f "$B$p" ] && [ ! -L "$B$p" ] || return 1`,
+    `      if [ "$s" = ${shq(UNHASHED)} ]; then [ "$(stat -c %s "$B$p")" = "$z" ] || return 1`,
+    `      else [ "$(sha256sum < "$B$p" | cut -d' ' -f1)" = "$s" ] || return 1; fi`,
     '    done',
     '  } < "$M"',
     '}',
@@ -317,12 +324,17 @@ export function backup(runId: string): string {
     'T="$B/.manifest.tmp"',
     `printf '%s\\n' ${shq(MANIFEST_HEADER)} > "$T" || fail "$T"`,
     `for f in ${BACKED_UP.join(' ')}; do`,
+    // The service user owns ${SD_HOME}: a link there could point root at any file; never follow one.
+    `  case "$f" in ${SD_HOME}/*) [ -L "$f" ] && fail "$f (a symbolic link; regen does not follow links in ${SD_HOME})";; esac`,
     '  [ -f "$f" ] || continue',
     '  d="$B$(dirname "$f")"',
     '  mkdir -p "$d" || fail "$d"',
     '  cp -a "$f" "$d/" || fail "$f"',
-    `  s=$(sha256sum < "$B$f" | cut -d' ' -f1) || fail "$f"`,
-    `  [ "$s" = "$(sha256sum < "$f" | cut -d' ' -f1)" ] || fail "$f (changed while copied)"`,
+    `  [ -f "$B$f" ] && [ ! -L "$B$f" ] || fail "$f (not a regular file)"`,
+    // The password file is compared, not hashed: its manifest line keeps only its size.
+    `  if [ "$f" = ${PASSWORD_FILE} ]; then cmp -s "$B$f" "$f" || fail "$f (changed while copied)"; s=${shq(UNHASHED)}`,
+    `  else s=$(sha256sum < "$B$f" | cut -d' ' -f1) || fail "$f"`,
+    `    [ "$s" = "$(sha256sum < "$f" | cut -d' ' -f1)" ] || fail "$f (changed while copied)"; fi`,
     `  printf '%s %s %s\\n' "$f" "$s" "$(stat -c '%s %a %U %G' "$f")" >> "$T" || fail "$T"`,
     'done',
     // The copies must be on disk before the manifest says the backup is complete: the wipe comes next.

@@ -14,6 +14,7 @@ import type {
   TokenInfo,
 } from '../../machines/port.js';
 import { INSPECTED_TOOLS, MANIFEST_HEADER, isIPv4 } from './commands.js';
+import { PASSWORD_FILE, UNHASHED } from '../../machines/port.js';
 
 const TAIL = 400;
 const SHA256 = /^[0-9a-f]{64}$/;
@@ -370,7 +371,7 @@ export function parseManifest(text: string, dir: string, node?: string): BackupM
       path === undefined ||
       !path.startsWith('/') ||
       sha256 === undefined ||
-      !SHA256.test(sha256) ||
+      !(SHA256.test(sha256) || (sha256 === UNHASHED && path === PASSWORD_FILE)) ||
       size === undefined ||
       !/^\d+$/.test(size) ||
       mode === undefined ||

@@ -203,8 +203,9 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
     },
 
     async readCredentials(node: string): Promise<{ bytes: Buffer; sha256: string } | null> {
-      const res = await run(node, 'read credentials', cmd.readCredentials());
-      if (res.code !== 0) throw failed(node, 'reading cluster-credentials.tar.gpg', res);
+      const res = await run(node, 'read credentials', cmd.readCredentials(), { secretOutput: 'digest' });
+      // Its stdout is ciphertext a guesser could use: only stderr goes into the message.
+      if (res.code !== 0) throw failed(node, 'reading cluster-credentials.tar.gpg', { ...res, stdout: '' });
       const read = parseReadCredentials(res.stdout, node);
       if (read === null) return null;
       const bytes = Buffer.from(read.base64, 'base64');

@@ -25,8 +25,10 @@ const RULES: Rule[] = [
   { re: new RegExp(`((?:CONSUL_HTTP_TOKEN|X-Consul-Token|[-]{1,2}token)\\s*[:=]\\s*["']?)${UUID}`, 'gi') },
   // --password=S and --password S (how Carbonio's Ansible passes it).
   { re: new RegExp(`(--password(?:=|\\s+))${ARG}`, 'g') },
-  // Gossip keys: `"encrypt": "b64"`, `-encrypt=b64`, `gossip-key: b64`, `gossip_key=b64`.
-  { re: new RegExp(`((?:gossip[-_]key|encrypt)\\\\?["']?\\s*[:=]\\s*\\\\?["']?)${B64}`, 'gi') },
+  // Gossip keys: `"encrypt": "b64"`, `-encrypt=b64`, `gossip-key: b64`, `gossip_key=b64`, `Gossip key: b64`.
+  { re: new RegExp(`((?:gossip[-_ ]key|encrypt)\\\\?["']?\\s*[:=]\\s*\\\\?["']?)${B64}`, 'gi') },
+  // `token=VALUE` (URLs, env assignments, CLI flags), whatever the value looks like.
+  { re: new RegExp(`((?:^|[^A-Za-z0-9_])token=)${ARG}`, 'gi') },
 ];
 
 /** Shortest form worth masking: a shorter fragment would mask ordinary text everywhere. */
@@ -52,6 +54,34 @@ function base64Forms(bytes: Buffer): string[] {
   return forms;
 }
 
+/** Go's JSON escaping: <, > and & as \u003c…, and (some encoders) every non-ASCII character as \uXXXX. */
+function goJsonForms(value: string): string[] {
+  const plain = JSON.stringify(value).slice(1, -1);
+  const html = plain.replace(/[<>&]/g, (c) => `\\u00${c.charCodeAt(0).toString(16)}`);
+  const ascii = html.replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return [plain, html, ascii];
+}
+
+/** URL encodings: upper and lower case hex, with the quote and the other characters encodeURIComponent keeps. */
+function urlForms(value: string): string[] {
+  const upper = encodeURIComponent(value);
+  const strict = upper.replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  const out = [upper, strict, upper.replace(/%20/g, '+'), strict.replace(/%20/g, '+')];
+  return [...out, ...out.map((f) => f.replace(/%[0-9A-F]{2}/g, (m) => m.toLowerCase()))];
+}
+
+/** The forms a secret takes in text: JSON (Go's too), a shell single-quoted word, URL encodings, hex. */
+function encodedForms(value: string): string[] {
+  const bytes = Buffer.from(value, 'utf8');
+  return [
+    ...goJsonForms(value),
+    value.replace(/'/g, `'\\''`),
+    ...urlForms(value),
+    bytes.toString('hex'),
+    bytes.toString('hex').toUpperCase(),
+  ];
+}
+
 export class Redactor {
   readonly #values = new Map<string, string>();
   #pattern: RegExp | null = null;
@@ -62,9 +92,7 @@ export class Redactor {
     if (value.length === 0) return;
     const name = label ?? (secret instanceof Secret ? secret.label : 'secret');
     const forms = new Set<string>([value]);
-    forms.add(JSON.stringify(value).slice(1, -1));
-    forms.add(encodeURIComponent(value));
-    forms.add(encodeURIComponent(value).replace(/%20/g, '+'));
+    for (const f of encodedForms(value)) forms.add(f);
     for (const f of base64Forms(Buffer.from(value, 'utf8'))) forms.add(f);
     let added = false;
     for (const f of forms) {

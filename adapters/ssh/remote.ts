@@ -23,8 +23,11 @@ export interface ExecOptions {
   signal?: AbortSignal;
   /** Run as root: prefix `sudo -n` when the login user is not root (default true). */
   root?: boolean;
-  /** stdout carries a secret (e.g. the password file): the audit gets no stdout for this command. */
-  secretOutput?: boolean;
+  /**
+   * stdout carries a secret or what a guesser needs (the password file, the encrypted credentials): the audit gets
+   * only its size, and with 'digest' its sha256 too (for ciphertext; a password's hash would help a guesser).
+   */
+  secretOutput?: boolean | 'digest';
 }
 
 export interface Remote {

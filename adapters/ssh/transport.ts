@@ -6,6 +6,7 @@
  * connection, killed channel, abort) is OutcomeUnknownError, which the caller settles with a probe.
  * Reconnecting happens only before a command starts; a command is never re-sent by the transport.
  */
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { homedir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -398,7 +399,7 @@ export class SshTransport implements Remote {
           command,
           exitCode,
           durationMs: now() - started,
-          stdoutTail: opts.secretOutput === true ? '' : tail(stdout),
+          stdoutTail: opts.secretOutput === undefined || opts.secretOutput === false ? tail(stdout) : withheld(stdout, opts.secretOutput),
           stderrTail: tail(stderr),
           outcome,
         });
@@ -999,4 +1000,11 @@ export class SshPool {
     this.#remotes.clear();
     await Promise.all(all.map((r) => r.close()));
   }
+}
+
+/** What the audit keeps of a secret output: its size, and its sha256 when that reveals nothing (ciphertext). */
+export function withheld(stdout: string, how: true | 'digest'): string {
+  const bytes = Buffer.byteLength(stdout, 'utf8');
+  const digest = how === 'digest' ? `, sha256 ${createHash('sha256').update(stdout, 'utf8').digest('hex')}` : '';
+  return `(output withheld: ${bytes} bytes${digest})`;
 }
