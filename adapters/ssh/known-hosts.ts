@@ -7,7 +7,7 @@
  */
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { appendFile, mkdir, readFile, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 
 /** A public host key as OpenSSH writes it: type name and the base64 of the wire blob. */
 export interface HostKey {
@@ -24,6 +24,8 @@ export interface KnownHostEntry {
   comment: string;
   /** 1-based line in the file, for messages that point the operator at it. */
   line: number;
+  /** The file it was read from (set when several files are read together). */
+  file?: string;
 }
 
 export interface ParsedKnownHosts {
@@ -219,6 +221,26 @@ export async function readKnownHosts(path: string): Promise<ParsedKnownHosts> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { entries: [], invalidLines: [] };
     throw err;
   }
+}
+
+/** The files OpenSSH reads besides the one regen records into: known_hosts2 and the global files. */
+export function defaultKnownHostsFiles(home: string): { user: string[]; global: string[] } {
+  return {
+    user: [join(home, '.ssh', 'known_hosts'), join(home, '.ssh', 'known_hosts2')],
+    global: ['/etc/ssh/ssh_known_hosts', '/etc/ssh/ssh_known_hosts2'],
+  };
+}
+
+/**
+ * Every entry of every file, each tagged with its file: a key pinned (or revoked) in any file OpenSSH reads is
+ * pinned (or revoked) for regen too. Missing files are empty; the same file named twice is read once.
+ */
+export async function readKnownHostsFiles(files: readonly string[]): Promise<KnownHostEntry[]> {
+  const out: KnownHostEntry[] = [];
+  for (const file of [...new Set(files)]) {
+    for (const e of (await readKnownHosts(file)).entries) out.push({ ...e, file });
+  }
+  return out;
 }
 
 /** Append an entry, creating the file (0600) and its directory (0700) as ssh would. */

@@ -48,6 +48,10 @@ export interface ResolvedHost {
   proxyCommand: string | undefined;
   hostKeyAlias: string | undefined;
   userKnownHostsFiles: string[];
+  /** GlobalKnownHostsFile values (OpenSSH's default when absent: /etc/ssh/ssh_known_hosts and …2). */
+  globalKnownHostsFiles: string[];
+  /** HashKnownHosts yes: accepted keys are written hashed. */
+  hashKnownHosts: boolean;
   connectTimeoutSec: number | undefined;
   serverAliveIntervalSec: number | undefined;
   serverAliveCountMax: number | undefined;
@@ -277,6 +281,7 @@ export function resolveHost(config: SshConfig, alias: string, opts: ResolveOptio
   for (const f of first.get('userknownhostsfile') ?? []) {
     if (f.toLowerCase() !== 'none') knownHostsFiles.push(tokens(f));
   }
+  const globalKnownHostsFiles = (first.get('globalknownhostsfile') ?? []).filter((f) => f.toLowerCase() !== 'none').map(tokens);
 
   const proxyJumpText = get('proxyjump');
   const proxyJump = proxyJumpText === undefined || proxyJumpText.toLowerCase() === 'none' ? [] : parseProxyJump(proxyJumpText);
@@ -304,6 +309,8 @@ export function resolveHost(config: SshConfig, alias: string, opts: ResolveOptio
     proxyCommand,
     hostKeyAlias: get('hostkeyalias'),
     userKnownHostsFiles: knownHostsFiles,
+    globalKnownHostsFiles,
+    hashKnownHosts: get('hashknownhosts')?.toLowerCase() === 'yes',
     connectTimeoutSec: num('connecttimeout'),
     serverAliveIntervalSec: num('serveraliveinterval'),
     serverAliveCountMax: num('serveralivecountmax'),

@@ -24,7 +24,8 @@ import {
   knownHostsName,
   knownKeyTypes,
   preferredHostKeyAlgorithms,
-  readKnownHosts,
+  defaultKnownHostsFiles,
+  readKnownHostsFiles,
 } from './known-hosts.js';
 import type { AuditSink, ExecOptions, ExecResult, Remote } from './remote.js';
 import { defaultIdentityFiles, defaultSshConfigPath, loadSshConfig, resolveHost } from './ssh-config.js';
@@ -59,8 +60,10 @@ export interface SshTransportOptions {
   knownHostsPath?: string;
   /** Record keys of hosts not in known_hosts instead of refusing them. Never accepts a changed key. */
   acceptNewHostKeys?: boolean;
-  /** Write accepted keys hashed (`|1|…`), as HashKnownHosts yes does. */
+  /** Write accepted keys hashed (`|1|…`), as HashKnownHosts yes does (also when ssh_config says so). */
   hashKnownHosts?: boolean;
+  /** Global known_hosts files, read only (default /etc/ssh/ssh_known_hosts and …2, as OpenSSH). */
+  globalKnownHostsFiles?: string[];
   /** ssh_config to honour (default ~/.ssh/config); null reads none. */
   sshConfigPath?: string | null;
   /** An already parsed config (wins over sshConfigPath). */
@@ -112,29 +115,36 @@ export class HostKeyPolicy {
   readonly acceptNew: boolean;
   readonly hash: boolean;
   readonly #accepted: AcceptedHostKey[] = [];
+  /** Files read besides `file` (known_hosts2, the global files): a key pinned in any of them is pinned. */
+  readonly #readOnly: string[];
   #queue: Promise<unknown> = Promise.resolve();
 
-  constructor(opts: { file: string; acceptNew?: boolean; hash?: boolean }) {
+  constructor(opts: { file: string; acceptNew?: boolean; hash?: boolean; readOnly?: string[] }) {
     this.file = opts.file;
     this.acceptNew = opts.acceptNew === true;
     this.hash = opts.hash === true;
+    this.#readOnly = opts.readOnly ?? [];
+  }
+
+  #files(extra: HostKeyFiles): string[] {
+    return [this.file, ...this.#readOnly, ...(extra.files ?? [])];
   }
 
   accepted(): AcceptedHostKey[] {
     return this.#accepted.map((a) => ({ ...a }));
   }
 
-  async knownTypes(host: string, port: number): Promise<string[]> {
-    return knownKeyTypes((await readKnownHosts(this.file)).entries, host, port);
+  async knownTypes(host: string, port: number, extra: HostKeyFiles = {}): Promise<string[]> {
+    return knownKeyTypes(await readKnownHostsFiles(this.#files(extra)), host, port);
   }
 
-  verify(node: string, host: string, port: number, blob: Buffer): Promise<Verdict> {
-    const run = this.#queue.then(() => this.#verify(node, host, port, blob));
+  verify(node: string, host: string, port: number, blob: Buffer, extra: HostKeyFiles = {}): Promise<Verdict> {
+    const run = this.#queue.then(() => this.#verify(node, host, port, blob, extra));
     this.#queue = run.catch(() => undefined);
     return run;
   }
 
-  async #verify(node: string, host: string, port: number, blob: Buffer): Promise<Verdict> {
+  async #verify(node: string, host: string, port: number, blob: Buffer, extra: HostKeyFiles): Promise<Verdict> {
     let key;
     try {
       key = hostKeyFromBlob(blob);
@@ -143,7 +153,7 @@ export class HostKeyPolicy {
     }
     const fp = fingerprintSha256(blob);
     const name = knownHostsName(host, port);
-    const { entries } = await readKnownHosts(this.file);
+    const entries = await readKnownHostsFiles(this.#files(extra));
     const check = checkHostKey(entries, host, port, key);
     switch (check.status) {
       case 'match':
@@ -151,11 +161,11 @@ export class HostKeyPolicy {
       case 'revoked':
         return {
           ok: false,
-          message: `host key of ${node} (${hostPort(host, port)}) is marked @revoked in ${this.file}:${check.entry.line}: ${key.type} ${fp}`,
+          message: `host key of ${node} (${hostPort(host, port)}) is marked @revoked in ${check.entry.file ?? this.file}:${check.entry.line}: ${key.type} ${fp}`,
           hint: 'the node must get a new host key; regen will not connect with a revoked one',
         };
       case 'mismatch': {
-        const was = check.known.map((e) => `${e.key.type} ${fingerprintSha256(e.key)} (${this.file}:${e.line})`).join(', ');
+        const was = check.known.map((e) => `${e.key.type} ${fingerprintSha256(e.key)} (${e.file ?? this.file}:${e.line})`).join(', ');
         return {
           ok: false,
           message:
@@ -172,12 +182,18 @@ export class HostKeyPolicy {
             hint: `compare it with the node's key (ssh-keygen -lf /etc/ssh/ssh_host_${shortType(key.type)}_key.pub on the node); to accept it, connect once with ssh ${port === 22 ? '' : `-p ${port} `}${host}, or run regen with --accept-new-host-keys`,
           };
         }
-        await appendKnownHost(this.file, host, port, key, { hash: this.hash });
+        await appendKnownHost(this.file, host, port, key, { hash: this.hash || extra.hash === true });
         this.#accepted.push({ node, name, type: key.type, fingerprint: fp, file: this.file });
         return { ok: true };
       }
     }
   }
+}
+
+/** Per-host additions from ssh_config: its UserKnownHostsFile / GlobalKnownHostsFile, HashKnownHosts. */
+export interface HostKeyFiles {
+  files?: string[];
+  hash?: boolean;
 }
 
 function shortType(type: string): string {
@@ -278,6 +294,7 @@ function makeShared(opts: SshTransportOptions): Shared {
     file: opts.knownHostsPath ?? join(home, '.ssh', 'known_hosts'),
     acceptNew: opts.acceptNewHostKeys === true,
     hash: opts.hashKnownHosts === true,
+    readOnly: readOnlyKnownHosts(opts, home),
   });
   return { opts, config, policy, keys: new KeyCache(), home, localUser };
 }
@@ -713,7 +730,7 @@ export class SshTransport implements Remote {
     const connectTimeoutMs = o.connectTimeoutMs ?? o.readyTimeoutMs ?? (r.connectTimeoutSec !== undefined ? r.connectTimeoutSec * 1000 : 15_000);
 
     return (async () => {
-      const knownTypes = await s.policy.knownTypes(keyHost, r.port);
+      const knownTypes = await s.policy.knownTypes(keyHost, r.port, hostKeyFiles(r));
       return new Promise<Client>((resolve, reject) => {
         const client = new ssh2.Client();
         let hostKeyVerdict: Verdict | undefined;
@@ -771,7 +788,7 @@ export class SshTransport implements Remote {
           algorithms: { serverHostKey: preferredHostKeyAlgorithms(knownTypes) as ServerHostKeyAlgorithm[] },
           hostVerifier: (key: Buffer, verify: (ok: boolean) => void) => {
             pause(true);
-            s.policy.verify(hop.label, keyHost, r.port, key).then(
+            s.policy.verify(hop.label, keyHost, r.port, key, hostKeyFiles(r)).then(
               (v) => {
                 hostKeyVerdict = v;
                 pause(false);
@@ -1007,4 +1024,14 @@ export function withheld(stdout: string, how: true | 'digest'): string {
   const bytes = Buffer.byteLength(stdout, 'utf8');
   const digest = how === 'digest' ? `, sha256 ${createHash('sha256').update(stdout, 'utf8').digest('hex')}` : '';
   return `(output withheld: ${bytes} bytes${digest})`;
+}
+
+/** What OpenSSH reads besides the recording file: ~/.ssh/known_hosts2 (default setup only) and the global files. */
+function readOnlyKnownHosts(opts: SshTransportOptions, home: string): string[] {
+  const defaults = defaultKnownHostsFiles(home);
+  return [...(opts.knownHostsPath === undefined ? defaults.user : []), ...(opts.globalKnownHostsFiles ?? defaults.global)];
+}
+
+function hostKeyFiles(r: ResolvedHost): HostKeyFiles {
+  return { files: [...r.userKnownHostsFiles, ...r.globalKnownHostsFiles], hash: r.hashKnownHosts };
 }

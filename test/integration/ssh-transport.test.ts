@@ -15,6 +15,7 @@ import { NodeUnreachableError, OutcomeUnknownError, RegenError } from '../../mac
 import { fingerprintSha256, hostKeyFromBlob, readKnownHosts, type HostKey } from '../../adapters/ssh/known-hosts.js';
 import type { AuditSink } from '../../adapters/ssh/remote.js';
 import { SshPool, SshTransport, shq, wrapCommand, type SshPoolOptions, type SshTarget } from '../../adapters/ssh/transport.js';
+import { parseSshConfig } from '../../adapters/ssh/ssh-config.js';
 import { Secret } from '../../adapters/secrets/secret.js';
 
 const { Server, utils } = ssh2;
@@ -184,6 +185,7 @@ function baseOptions(extra: SshPoolOptions = {}): SshPoolOptions {
     sshConfigPath: null,
     agentSocket: null,
     home: dir,
+    globalKnownHostsFiles: [],
     sleep: async () => undefined,
     ...extra,
   };
@@ -486,5 +488,71 @@ describe('SshTransport against ssh2 Server', () => {
     expect(a.connected).toBe(true);
     await p.closeAll();
     expect(a.connected).toBe(false);
+  });
+});
+
+describe('host keys: every file OpenSSH reads', () => {
+  const otherKeyLine = (): string => `[127.0.0.1]:${server.port} ssh-ed25519 ${parsePublic(utils.generateKeyPairSync('ed25519').public).getPublicSSH().toString('base64')}\n`;
+  let n = 0;
+  const file = (text: string): string => {
+    const p = join(dir, `kh-${++n}`);
+    writeFileSync(p, text);
+    return p;
+  };
+
+  it('a key pinned only in the global known_hosts file is known', async () => {
+    writeFileSync(knownHosts, '');
+    const t = track(new SshTransport(target(), baseOptions({ globalKnownHostsFiles: [file(knownLine(server))] })));
+    expect((await t.exec('echo ok')).stdout).toBe('ok\n');
+    expect(readFileSync(knownHosts, 'utf8')).toBe('');
+  });
+
+  it('another key pinned only in the global file: refused as changed, even with --accept-new-host-keys', async () => {
+    writeFileSync(knownHosts, '');
+    const global = file(otherKeyLine());
+    const p = new SshPool(baseOptions({ acceptNewHostKeys: true, globalKnownHostsFiles: [global] }));
+    track({ close: () => p.closeAll() });
+    const err = await p.remote(target()).exec('true').catch((e: unknown) => e);
+    expect((err as Error).message).toContain('HOST KEY CHANGED');
+    expect((err as Error).message).toContain(`${global}:1`);
+    expect(readFileSync(knownHosts, 'utf8')).toBe('');
+  });
+
+  it('~/.ssh/known_hosts2 is read when no --known-hosts is given', async () => {
+    const home = mkdtempSync(join(dir, 'home-'));
+    execFileSync('mkdir', ['-p', join(home, '.ssh')]);
+    writeFileSync(join(home, '.ssh', 'known_hosts2'), otherKeyLine());
+    const p = new SshPool({ ...baseOptions({ acceptNewHostKeys: true, home }), knownHostsPath: undefined });
+    track({ close: () => p.closeAll() });
+    const err = await p.remote(target()).exec('true').catch((e: unknown) => e);
+    expect((err as Error).message).toContain('HOST KEY CHANGED');
+  });
+
+  it("ssh_config's UserKnownHostsFile and GlobalKnownHostsFile are read", async () => {
+    writeFileSync(knownHosts, '');
+    for (const keyword of ['UserKnownHostsFile', 'GlobalKnownHostsFile']) {
+      const config = parseSshConfig(`Host 127.0.0.1\n  ${keyword} ${file(otherKeyLine())}\n`);
+      const p = new SshPool(baseOptions({ acceptNewHostKeys: true, sshConfig: config }));
+      track({ close: () => p.closeAll() });
+      const err = await p.remote(target()).exec('true').catch((e: unknown) => e);
+      expect([keyword, (err as Error).message]).toEqual([keyword, expect.stringContaining('HOST KEY CHANGED')]);
+    }
+  });
+
+  it('@revoked in the global file is honoured', async () => {
+    writeFileSync(knownHosts, knownLine(server));
+    const global = file(`@revoked * ${server.hostKey.type} ${server.hostKey.base64}\n`);
+    const t = track(new SshTransport(target(), baseOptions({ globalKnownHostsFiles: [global] })));
+    const err = await t.exec('true').catch((e: unknown) => e);
+    expect((err as Error).message).toContain(`@revoked in ${global}:1`);
+  });
+
+  it('HashKnownHosts yes in ssh_config: an accepted key is written hashed', async () => {
+    writeFileSync(knownHosts, '');
+    const config = parseSshConfig('Host *\n  HashKnownHosts yes\n');
+    const p = new SshPool(baseOptions({ acceptNewHostKeys: true, sshConfig: config }));
+    track({ close: () => p.closeAll() });
+    await p.remote(target()).exec('true');
+    expect(readFileSync(knownHosts, 'utf8')).toMatch(/^\|1\|[A-Za-z0-9+/=]+\|[A-Za-z0-9+/=]+ ssh-ed25519 /);
   });
 });
