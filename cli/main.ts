@@ -10,6 +10,7 @@ import { hideBin } from 'yargs/helpers';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { processIo, type Io } from './io.js';
 import { redactor } from '../adapters/secrets/redact.js';
+import { sanitize } from '../adapters/terminal/sanitize.js';
 
 /** Followers set up at once unless --parallel says otherwise. */
 export const DEFAULT_PARALLEL = 8;
@@ -233,7 +234,7 @@ export function reportError(err: unknown, io: Io): number {
   const code = exitCodeFor(err);
   const e = err as { message?: string; hint?: string; node?: string };
   const msg = err instanceof Error ? err.message : String(err);
-  const say = (text: string): void => io.err(redactor.redact(text));
+  const say = (text: string): void => io.err(sanitize(redactor.redact(text)));
   say(`regen: ${e.node && !msg.includes(e.node) ? `${e.node}: ` : ''}${msg}\n`);
   if (e.hint) say(`next: ${e.hint}\n`);
   if (code === EXIT.internal && err instanceof Error && err.stack && process.env['REGEN_DEBUG']) say(`${err.stack}\n`);

@@ -15,6 +15,7 @@ import { BACKUP_ROOT, CONFIG_JSON, CREDENTIALS_FILE, MAIN_JSON, PASSWORD_FILE, R
 import type { RegenContext, RunOptions } from '../machines/recovery.js';
 import { startRun } from '../machines/runner.js';
 import type { Store } from '../store/types.js';
+import { sanitizeDeep } from '../adapters/terminal/sanitize.js';
 
 const MASK = '********';
 
@@ -124,8 +125,9 @@ export interface RenderPlanOptions {
   problems?: PlanProblem[];
 }
 
-export function renderPlan(ctx: RegenContext | null, o: RenderPlanOptions): string {
-  const problems = o.problems ?? [];
+export function renderPlan(raw: RegenContext | null, o: RenderPlanOptions): string {
+  const ctx = sanitizeDeep(raw);
+  const problems = sanitizeDeep(o.problems ?? []);
   const lines: string[] = [];
   if (ctx !== null) {
     const leader = ctx.nodes.find((n) => n.name === ctx.leader);

@@ -8,6 +8,7 @@ import type { RegenContext } from '../machines/recovery.js';
 import type { RunDeps, RunEvent, RunResult } from '../machines/runner.js';
 import { EXIT, exitCodeForKind } from './exit-codes.js';
 import { renderPlan } from './plan-view.js';
+import { sanitize } from '../adapters/terminal/sanitize.js';
 import type { Secret } from '../adapters/secrets/secret.js';
 import type { MeshSecret } from '../adapters/secrets/mesh-secret.js';
 import type { AuditSink } from '../adapters/ssh/remote.js';
@@ -265,7 +266,7 @@ export async function operate(
       },
     });
     reporter.close();
-    io.err((await sharedRedactor()).redact(summarize(result, { dryRun: false, ...(o.secretSource === undefined ? {} : { secretSource: o.secretSource }) })));
+    io.err(sanitize((await sharedRedactor()).redact(summarize(result, { dryRun: false, ...(o.secretSource === undefined ? {} : { secretSource: o.secretSource }) }))));
     return exitFor(result);
   } finally {
     interrupts.dispose();

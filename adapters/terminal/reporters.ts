@@ -7,6 +7,7 @@ import type { Redactor } from '../secrets/redact.js';
 import type { ProgressEvent, StepFinishedEvent } from './events.js';
 import { formatClock, formatDuration, padEnd, palette, truncate, useColor, visibleWidth } from './format.js';
 import type { Palette, TimeZoneChoice } from './format.js';
+import { jsonSafe, sanitizeDeep } from './sanitize.js';
 
 export interface Reporter {
   event(event: ProgressEvent): void;
@@ -42,7 +43,7 @@ export function jsonReporter(write: Write, opts: Pick<ReporterOptions, 'redactor
   const redact = masker(opts);
   return {
     event(event) {
-      write(`${redact(JSON.stringify(event))}\n`);
+      write(`${redact(jsonSafe(JSON.stringify(event)))}\n`);
     },
     close() {},
   };
@@ -62,7 +63,8 @@ function outcomeWord(e: StepFinishedEvent, c: Palette): string {
 }
 
 /** One line for an event, e.g. `12:03:04 mail2.example.com follower.join done 3.1s`; null for none. */
-export function plainLine(event: ProgressEvent, opts: { timeZone?: TimeZoneChoice; color?: boolean } = {}): string | null {
+export function plainLine(raw: ProgressEvent, opts: { timeZone?: TimeZoneChoice; color?: boolean } = {}): string | null {
+  const event = sanitizeDeep(raw);
   const c = palette(opts.color === true);
   const time = (at: number | undefined): string => (at === undefined ? '' : `${c.dim(formatClock(at, opts.timeZone))} `);
   const attempt = (n: number): string => (n > 1 ? ` (attempt ${n})` : '');
@@ -155,7 +157,8 @@ function nodeView(s: LiveState, name: string): NodeView {
   return n;
 }
 
-export function foldLiveState(s: LiveState, e: ProgressEvent): void {
+export function foldLiveState(s: LiveState, raw: ProgressEvent): void {
+  const e = sanitizeDeep(raw);
   switch (e.type) {
     case 'run.started':
       s.runId = e.runId;

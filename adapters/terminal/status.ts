@@ -6,6 +6,7 @@ import type { ErrorRecord } from '../../machines/errors.js';
 import type { AuditRow, RunRow, RunStatus } from '../../store/types.js';
 import { formatClock, formatDateTime, formatDuration, padEnd, palette } from './format.js';
 import type { TimeZoneChoice } from './format.js';
+import { sanitizeDeep } from './sanitize.js';
 
 export type CellState = 'done' | 'failed' | 'running' | 'pending' | 'unknown' | 'skipped';
 
@@ -47,7 +48,8 @@ export interface RenderOptions {
 
 const SYMBOL: Record<CellState, string> = { done: '✓', failed: '✗', running: '…', pending: '·', unknown: '?', skipped: '-' };
 
-export function renderStatus(view: StatusView, opts: RenderOptions = {}): string {
+export function renderStatus(raw: StatusView, opts: RenderOptions = {}): string {
+  const view = sanitizeDeep(raw);
   const c = palette(opts.color === true);
   const tz = opts.timeZone ?? 'local';
   const end = view.finishedAt ?? view.now;
@@ -111,7 +113,8 @@ export function renderStatus(view: StatusView, opts: RenderOptions = {}): string
 }
 
 /** A table of runs, newest first as given. */
-export function renderRuns(rows: RunRow[], opts: RenderOptions & { now?: number } = {}): string {
+export function renderRuns(raw: RunRow[], opts: RenderOptions & { now?: number } = {}): string {
+  const rows = sanitizeDeep(raw);
   if (rows.length === 0) return 'No runs recorded.\n';
   const c = palette(opts.color === true);
   const tz = opts.timeZone ?? 'local';
@@ -136,7 +139,8 @@ export function renderRuns(rows: RunRow[], opts: RenderOptions & { now?: number 
 }
 
 /** The command audit: what ran where, how it ended, and the tail of what it printed. */
-export function renderLog(rows: AuditRow[], opts: RenderOptions = {}): string {
+export function renderLog(raw: AuditRow[], opts: RenderOptions = {}): string {
+  const rows = sanitizeDeep(raw);
   if (rows.length === 0) return 'No commands recorded.\n';
   const c = palette(opts.color === true);
   const tz = opts.timeZone ?? 'local';

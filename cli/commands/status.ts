@@ -8,6 +8,7 @@ import type { CellState, StatusView } from '../../adapters/terminal/index.js';
 import type { Io } from '../io.js';
 import { EXIT } from '../exit-codes.js';
 import { sharedRedactor } from '../wiring.js';
+import { jsonSafe } from '../../adapters/terminal/sanitize.js';
 
 /** Matrix columns: a step name without its leader./follower. prefix. */
 export const STATUS_COLUMNS = ['backup', 'reset-index', 'reset-file', 'copy-credentials', 'stop', 'wipe', 'raft-recovery', 'setup', 'verify', 'final'] as const;
@@ -130,7 +131,7 @@ export async function status(o: { db: string | undefined; json: boolean; run: st
     try {
       const run = pickRun(store, o.run);
       const view = buildStatusView(store, run);
-      if (o.json) io.out(`${redactor.redact(JSON.stringify({ type: 'status', ...view }))}\n`);
+      if (o.json) io.out(`${redactor.redact(jsonSafe(JSON.stringify({ type: 'status', ...view })))}\n`);
       else io.out(redactor.redact(renderStatus(view, { color: io.isTTY && !io.env['NO_COLOR'] })));
       return run;
     } finally {
@@ -159,7 +160,7 @@ export async function runs(o: { db: string | undefined; json: boolean }, io: Io)
   const store = await openForReading(o.db, io.env);
   try {
     const rows = store.listRuns();
-    if (o.json) for (const r of rows) io.out(`${JSON.stringify({ type: 'run', ...r })}\n`);
+    if (o.json) for (const r of rows) io.out(`${jsonSafe(JSON.stringify({ type: 'run', ...r }))}\n`);
     else io.out(renderRuns(rows, { color: io.isTTY && !io.env['NO_COLOR'] }));
     return EXIT.ok;
   } finally {
@@ -173,7 +174,7 @@ export async function log(o: { db: string | undefined; json: boolean; run: strin
   try {
     const run = pickRun(store, o.run);
     const rows = store.listAudit(run.id, { ...(o.node === undefined ? {} : { node: o.node }), limit: o.limit });
-    if (o.json) for (const r of rows) io.out(`${JSON.stringify({ type: 'command', ...r })}\n`);
+    if (o.json) for (const r of rows) io.out(`${jsonSafe(JSON.stringify({ type: 'command', ...r }))}\n`);
     else io.out(renderLog(rows, { color: io.isTTY && !io.env['NO_COLOR'] }));
     return EXIT.ok;
   } finally {
