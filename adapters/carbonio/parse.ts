@@ -58,7 +58,7 @@ type SingleKey = (typeof SINGLE_KEYS)[number];
 
 /** One `ip -4 -o addr show` line → interface and address, or null for lines that carry no IPv4 address. */
 export function parseIpAddrLine(line: string): { iface: string; address: string } | null {
-  const m = /^\d+:\s+(\S+?)(?:@\S+)?\s+inet\s+(\d{1,3}(?:\.\d{1,3}){3})\/\d{1,2}\b/.exec(line);
+  const m = /^\d+:\s+([^\s@]+)(?:@\S+)?\s+inet\s+(\d{1,3}(?:\.\d{1,3}){3})\/\d{1,2}\b/.exec(line);
   if (m === null) return null;
   return { iface: m[1] as string, address: m[2] as string };
 }

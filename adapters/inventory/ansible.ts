@@ -89,9 +89,33 @@ function varValue(raw: string): string {
   return v.replace(/\s+[#;].*$/, '');
 }
 
-/** Expand `[1:3]`, `[01:10]`, `[a:c]` and `[1:9:2]` ranges as Ansible does. */
+/** Most host names one inventory may expand to: a Carbonio cluster has tens of nodes, never thousands. */
+export const MAX_EXPANDED_HOSTS = 10_000;
+
+/** How many names a pattern expands to, computed without expanding it (nested ranges multiply). */
+export function countHostPattern(pattern: string): number {
+  const m = RANGE.exec(pattern);
+  if (m === null) return 1;
+  const [, , from = '', to = '', strideText, tail = ''] = m;
+  const stride = strideText === undefined ? 1 : Number(strideText);
+  const numeric = /^[0-9]+$/.test(from) && /^[0-9]+$/.test(to);
+  const [a, b] = numeric ? [Number(from), Number(to)] : [from.charCodeAt(0), to.charCodeAt(0)];
+  if (!(stride > 0) || a > b) return 0;
+  return (Math.floor((b - a) / stride) + 1) * countHostPattern(tail);
+}
+
+const RANGE = /^(.*?)\[([0-9a-zA-Z]+):([0-9a-zA-Z]+)(?::([0-9]+))?\](.*)$/;
+
+/** Expand `[1:3]`, `[01:10]`, `[a:c]` and `[1:9:2]` ranges as Ansible does, up to MAX_EXPANDED_HOSTS names. */
 export function expandHostPattern(pattern: string): string[] {
-  const m = /^(.*?)\[([0-9a-zA-Z]+):([0-9a-zA-Z]+)(?::([0-9]+))?\](.*)$/.exec(pattern);
+  if (countHostPattern(pattern) > MAX_EXPANDED_HOSTS) {
+    throw new Error(`${pattern} expands to more than ${MAX_EXPANDED_HOSTS} host names`);
+  }
+  return expandChecked(pattern);
+}
+
+function expandChecked(pattern: string): string[] {
+  const m = RANGE.exec(pattern);
   if (m === null) return [pattern];
   const [, head = '', from = '', to = '', strideText, tail = ''] = m;
   const stride = strideText === undefined ? 1 : Number(strideText);
@@ -104,14 +128,14 @@ export function expandHostPattern(pattern: string): string[] {
     if (b - a > 10_000) throw new Error(`range in ${pattern} is too large`);
     const width = from.length > 1 && from.startsWith('0') ? from.length : 0;
     for (let i = a; i <= b; i += stride) {
-      for (const rest of expandHostPattern(tail)) out.push(`${head}${String(i).padStart(width, '0')}${rest}`);
+      for (const rest of expandChecked(tail)) out.push(`${head}${String(i).padStart(width, '0')}${rest}`);
     }
   } else if (/^[a-zA-Z]$/.test(from) && /^[a-zA-Z]$/.test(to)) {
     const a = from.charCodeAt(0);
     const b = to.charCodeAt(0);
     if (a > b) throw new Error(`range in ${pattern} goes backwards`);
     for (let i = a; i <= b; i += stride) {
-      for (const rest of expandHostPattern(tail)) out.push(`${head}${String.fromCharCode(i)}${rest}`);
+      for (const rest of expandChecked(tail)) out.push(`${head}${String.fromCharCode(i)}${rest}`);
     }
   } else {
     throw new Error(`range [${from}:${to}] in ${pattern} must be numbers or single letters`);
@@ -132,6 +156,8 @@ export function parseAnsibleIni(text: string, file: string): ParsedAnsibleInvent
   const issues: InventoryIssue[] = [];
   const groups = new Map<string, Group>();
   const hosts = new Map<string, HostEntry>();
+  // Group membership as sets: a check per host that is linear in the group would make parsing quadratic.
+  const members = new Map<Group, Set<string>>();
   const group = (name: string): Group => {
     let g = groups.get(name);
     if (g === undefined) {
@@ -196,6 +222,7 @@ export function parseAnsibleIni(text: string, file: string): ParsedAnsibleInvent
     }
     let names: string[];
     try {
+      if (hosts.size + countHostPattern(first) > MAX_EXPANDED_HOSTS) throw new Error(`the inventory expands to more than ${MAX_EXPANDED_HOSTS} host names`);
       names = expandHostPattern(first);
     } catch (err) {
       issues.push({ path: first, line: lineNo, problem: (err as Error).message, fix: 'write the range as [1:3], [01:10] or [a:c]' });
@@ -210,7 +237,12 @@ export function parseAnsibleIni(text: string, file: string): ParsedAnsibleInvent
       }
       if (port !== undefined) entry.port = port;
       for (const [k, v] of vars) entry.vars.set(k, v);
-      if (!section.group.hosts.includes(host)) section.group.hosts.push(host);
+      let seen = members.get(section.group);
+      if (seen === undefined) members.set(section.group, (seen = new Set(section.group.hosts)));
+      if (!seen.has(host)) {
+        seen.add(host);
+        section.group.hosts.push(host);
+      }
     }
   });
   if (issues.length > 0) throw inventoryError(file, issues);

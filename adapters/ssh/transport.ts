@@ -416,8 +416,8 @@ export class SshTransport implements Remote {
           command,
           exitCode,
           durationMs: now() - started,
-          stdoutTail: opts.secretOutput === undefined || opts.secretOutput === false ? tail(stdout) : withheld(stdout, opts.secretOutput),
-          stderrTail: tail(stderr),
+          stdoutTail: opts.secretOutput === undefined || opts.secretOutput === false ? cutNote(stdout) + tail(stdout) : withheld(stdout, opts.secretOutput),
+          stderrTail: cutNote(stderr) + tail(stderr),
           outcome,
         });
       } catch {
@@ -449,7 +449,14 @@ export class SshTransport implements Remote {
         sudo,
       });
       try {
-        channel = await this.#openExec(client, wrapped);
+        // The deadline runs from here: an sshd that keeps the connection alive but never answers the exec request
+        // must not leave the command pending forever. The node may have started it: the outcome is unknown.
+        const opening = this.#openExec(client, wrapped);
+        const left = started + timeoutMs - now();
+        channel = await withinDeadline(opening, left, () => {
+          this.#drop(client as Client);
+          return new OutcomeUnknownError(this.node, `${this.node} did not answer the request to start "${firstLine(command)}" within ${Math.round(timeoutMs / 1000)} s`);
+        });
       } catch (err) {
         if (err instanceof NotSent) {
           this.#drop(client);
@@ -465,7 +472,7 @@ export class SshTransport implements Remote {
       audit(null, '', err.message, 'unreachable');
       throw err;
     }
-    return this.#run(channel, command, opts, timeoutMs, started, audit);
+    return this.#run(channel, command, opts, Math.max(1, started + timeoutMs - now()), started, audit);
   }
 
   #openExec(client: Client, wrapped: string): Promise<ClientChannel> {
@@ -508,13 +515,13 @@ export class SshTransport implements Remote {
     const node = this.node;
     const user = this.#user;
     return new Promise<ExecResult>((resolve, reject) => {
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
       let exitCode: number | null = null;
       let exitSignal: string | null = null;
       let settled = false;
-      const stdout = (): string => Buffer.concat(out).toString('utf8');
-      const stderr = (): string => Buffer.concat(err).toString('utf8');
+      const outCap = new TailBuffer(OUTPUT_CAP_BYTES);
+      const errCap = new TailBuffer(OUTPUT_CAP_BYTES);
+      const stdout = (): string => outCap.text();
+      const stderr = (): string => errCap.text();
 
       const finish = (fn: () => void): void => {
         if (settled) return;
@@ -553,8 +560,8 @@ export class SshTransport implements Remote {
       // Aborted while the channel was opening: the command may have started, so this is still "unknown".
       if (aborted(opts.signal)) onAbort();
 
-      channel.on('data', (d: Buffer) => out.push(d));
-      channel.stderr.on('data', (d: Buffer) => err.push(d));
+      channel.on('data', (d: Buffer) => outCap.push(d));
+      channel.stderr.on('data', (d: Buffer) => errCap.push(d));
       channel.on('exit', (code: number | null, signal?: string) => {
         exitCode = typeof code === 'number' ? code : null;
         exitSignal = signal ?? null;
@@ -693,7 +700,7 @@ export class SshTransport implements Remote {
       for (let i = 0; i < hops.length; i++) {
         const hop = hops[i] as Hop;
         const prev = opened[opened.length - 1];
-        if (prev !== undefined) sock = await forwardOut(prev, hop, this.node, via);
+        if (prev !== undefined) sock = await forwardOutWithin(prev, hop, this.node, via, hopTimeoutMs(this.#shared.opts, hop));
         const client = await this.#connectOne(hop, sock, via);
         opened.push(client);
         via = ` via ${hostPort(hop.resolved.hostName, hop.resolved.port)}`;
@@ -1034,4 +1041,81 @@ function readOnlyKnownHosts(opts: SshTransportOptions, home: string): string[] {
 
 function hostKeyFiles(r: ResolvedHost): HostKeyFiles {
   return { files: [...r.userKnownHostsFiles, ...r.globalKnownHostsFiles], hash: r.hashKnownHosts };
+}
+
+/** Captured stdout and stderr are each capped here; the tail is kept (errors and markers come last). */
+export const OUTPUT_CAP_BYTES = 1024 * 1024;
+
+/**
+ * The last `cap` bytes of a stream, in bounded memory, and whether anything was cut. A node printing without end
+ * must not grow regen's memory until Buffer.toString throws inside a listener and the process dies.
+ */
+export class TailBuffer {
+  #chunks: Buffer[] = [];
+  #size = 0;
+  #dropped = 0;
+  constructor(readonly cap: number) {}
+
+  push(chunk: Buffer): void {
+    this.#chunks.push(chunk);
+    this.#size += chunk.length;
+    if (this.#size <= this.cap * 2) return;
+    const all = Buffer.concat(this.#chunks);
+    const keep = all.subarray(all.length - this.cap);
+    this.#dropped += all.length - keep.length;
+    this.#chunks = [Buffer.from(keep)];
+    this.#size = keep.length;
+  }
+
+  get droppedBytes(): number {
+    return this.#dropped + Math.max(0, this.#size - this.cap);
+  }
+
+  /** The kept tail, preceded by a line saying how much was cut when output went past the cap. */
+  text(): string {
+    const all = Buffer.concat(this.#chunks);
+    const keep = all.length > this.cap ? all.subarray(all.length - this.cap) : all;
+    const cut = this.droppedBytes;
+    const body = keep.toString('utf8');
+    return cut === 0 ? body : `[regen: output cut, first ${cut} bytes dropped; last ${keep.length} bytes kept]\n${body}`;
+  }
+}
+
+/** Settles with `p`, or rejects with `onTimeout()` once `ms` have passed (the late result is ignored). */
+export function withinDeadline<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(onTimeout()), Math.max(0, ms));
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
+  });
+}
+
+function hopTimeoutMs(o: SshTransportOptions, hop: Hop): number {
+  const r = hop.resolved;
+  return o.connectTimeoutMs ?? o.readyTimeoutMs ?? (r.connectTimeoutSec !== undefined ? r.connectTimeoutSec * 1000 : 15_000);
+}
+
+/** forwardOut through a jump host, bounded: a jump host that never answers the request is a failed hop. */
+function forwardOutWithin(via: Client, hop: Hop, node: string, viaText: string, ms: number): Promise<Duplex> {
+  const r = hop.resolved;
+  return withinDeadline(
+    forwardOut(via, hop, node, viaText),
+    ms,
+    () => new ConnectFailure(`cannot reach ${node} at ${hostPort(r.hostName, r.port)}${viaText}: the jump host did not open the connection within ${Math.round(ms / 1000)} s`, 'check the jump host', true),
+  );
+}
+
+/** The "output cut" line TailBuffer puts first, for an audit that keeps only the end of the text. */
+function cutNote(text: string): string {
+  if (!text.startsWith('[regen: output cut')) return '';
+  const nl = text.indexOf('\n');
+  return `${text.slice(0, nl < 0 ? text.length : nl)}\n…`;
 }

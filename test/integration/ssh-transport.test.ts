@@ -14,7 +14,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { NodeUnreachableError, OutcomeUnknownError, RegenError } from '../../machines/errors.js';
 import { fingerprintSha256, hostKeyFromBlob, readKnownHosts, type HostKey } from '../../adapters/ssh/known-hosts.js';
 import type { AuditSink } from '../../adapters/ssh/remote.js';
-import { SshPool, SshTransport, shq, wrapCommand, type SshPoolOptions, type SshTarget } from '../../adapters/ssh/transport.js';
+import { OUTPUT_CAP_BYTES, SshPool, SshTransport, TailBuffer, shq, withinDeadline, wrapCommand, type SshPoolOptions, type SshTarget } from '../../adapters/ssh/transport.js';
 import { parseSshConfig } from '../../adapters/ssh/ssh-config.js';
 import { Secret } from '../../adapters/secrets/secret.js';
 
@@ -84,6 +84,8 @@ async function startServer(users: Record<string, ParsedKey>, hostPrivate?: strin
       client.on('session', (acceptSession) => {
         const session = acceptSession();
         session.on('exec', (accept, _reject, info) => {
+          // A wedged sshd: the connection stays alive (keepalives are answered) but the exec is never answered.
+          if (info.command.includes('NEVER-ANSWER')) return;
           const stream: ServerChannel = accept();
           state.commands.push(info.command);
           runCommand(state, client, stream, info.command, children);
@@ -554,5 +556,50 @@ describe('host keys: every file OpenSSH reads', () => {
     track({ close: () => p.closeAll() });
     await p.remote(target()).exec('true');
     expect(readFileSync(knownHosts, 'utf8')).toMatch(/^\|1\|[A-Za-z0-9+/=]+\|[A-Za-z0-9+/=]+ ssh-ed25519 /);
+  });
+});
+
+describe('a hostile or wedged node cannot hang or crash regen', () => {
+  beforeAll(() => {
+    writeFileSync(knownHosts, knownLine(server));
+  });
+
+  it('an exec request that is never answered ends at the command deadline as an unknown outcome', async () => {
+    const entries: Parameters<AuditSink>[0][] = [];
+    const t = track(new SshTransport(target(), baseOptions({ audit: (e) => entries.push(e) })));
+    const err = await t.exec('echo NEVER-ANSWER', { timeoutMs: 500 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OutcomeUnknownError);
+    expect((err as Error).message).toMatch(/did not answer the request to start/);
+    expect(entries.at(-1)?.outcome).toBe('unknown');
+    // The next command gets a fresh connection and runs.
+    expect((await t.exec('echo fine')).stdout).toBe('fine\n');
+  });
+
+  it('100 MB of output: at most 1 MiB kept per stream, the tail, and the cut is recorded', async () => {
+    const entries: Parameters<AuditSink>[0][] = [];
+    const t = track(new SshTransport(target(), baseOptions({ audit: (e) => entries.push(e) })));
+    const r = await t.exec("head -c 104857600 /dev/zero | tr '\\0' a; echo; echo LAST-LINE; head -c 3145728 /dev/zero | tr '\\0' b >&2; echo ERR-END >&2", { timeoutMs: 120_000 });
+    expect(r.code).toBe(0);
+    expect(r.stdout.endsWith('LAST-LINE\n')).toBe(true);
+    expect(Buffer.byteLength(r.stdout)).toBeLessThan(OUTPUT_CAP_BYTES + 200);
+    expect(r.stdout).toMatch(/^\[regen: output cut, first \d+ bytes dropped; last 1048576 bytes kept\]\n/);
+    expect(r.stderr.endsWith('ERR-END\n')).toBe(true);
+    expect(Buffer.byteLength(r.stderr)).toBeLessThan(OUTPUT_CAP_BYTES + 200);
+    expect(entries.at(-1)?.stdoutTail).toMatch(/^\[regen: output cut/);
+  }, 180_000);
+
+  it('the tail buffer keeps exactly the last bytes across any chunking', () => {
+    const b = new TailBuffer(10);
+    for (const c of ['abc', 'defghijklmnop', 'q', 'rstuvwxyz']) b.push(Buffer.from(c));
+    expect(b.text()).toBe('[regen: output cut, first 16 bytes dropped; last 10 bytes kept]\nqrstuvwxyz');
+    const small = new TailBuffer(10);
+    small.push(Buffer.from('short'));
+    expect(small.text()).toBe('short');
+  });
+
+  it('a deadline rejects a promise that never settles, and lets one that does through', async () => {
+    const never = new Promise<never>(() => undefined);
+    await expect(withinDeadline(never, 20, () => new Error('too late'))).rejects.toThrow('too late');
+    await expect(withinDeadline(Promise.resolve(7), 1000, () => new Error('x'))).resolves.toBe(7);
   });
 });
