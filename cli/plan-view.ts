@@ -16,6 +16,7 @@ import type { RegenContext, RunOptions } from '../machines/recovery.js';
 import { startRun } from '../machines/runner.js';
 import type { Store } from '../store/types.js';
 import { sanitizeDeep } from '../adapters/terminal/sanitize.js';
+import { shq } from '../adapters/carbonio/shell.js';
 
 const MASK = '********';
 
@@ -223,7 +224,7 @@ export async function makePlan(a: { port: NodePort; store: Store; inventory: Inv
       node: n.name,
       kind: e.kind,
       message: `${e.message.startsWith(n.name) ? e.message.slice(n.name.length).replace(/^:\s*/, '') : e.message} (not planned)`,
-      hint: e.hint ?? (e.kind === 'unreachable' ? `make ${n.name} reachable over SSH (ssh -F your ssh_config ${n.sshHost} true), then regen plan again` : 'regen log shows the command'),
+      hint: e.hint ?? (e.kind === 'unreachable' ? `make ${n.name} reachable over SSH (ssh -F your ssh_config ${shq(n.sshHost)} true), then regen plan again` : 'regen log shows the command'),
     });
   });
   // Each reachable node checked on its own, so one node's problem does not hide another's plan.

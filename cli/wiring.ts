@@ -97,8 +97,8 @@ export const makeNodePort: PortFactory = async (inventory, connect, store, io) =
         }
       : undefined,
     audit: (entry: Parameters<AuditSink>[0]) => {
-      const runId = currentRun ?? store.latestUnfinishedRun(inventory.cluster)?.id ?? null;
-      currentRun = runId;
+      // Filed under the run the runner bound, never guessed: resuming an older run must not file under a newer one.
+      const runId = currentRun;
       if (runId === null) return;
       store.audit({
         runId,
@@ -124,6 +124,9 @@ export const makeNodePort: PortFactory = async (inventory, connect, store, io) =
     close: async () => {
       await port.close();
       await pool.closeAll();
+    },
+    bindRun: (runId: string) => {
+      currentRun = runId;
     },
   };
 };

@@ -202,6 +202,9 @@ export interface NodePort {
 
   /** Release connections. */
   close(): Promise<void>;
+
+  /** The run the following commands belong to (their audit rows are filed under it); set by the runner. */
+  bindRun?(runId: string): void;
 }
 
 /** The files the wipe removes, per profile (also what the backup keeps). */

@@ -146,6 +146,7 @@ async function drive(
   resumed: boolean,
 ): Promise<RunResult> {
   const { store, port } = deps;
+  port.bindRun?.(runId);
   const now = deps.now ?? Date.now;
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const emit = (e: RunEvent) => deps.onEvent?.(e);

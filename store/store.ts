@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { LockHeldError, StoreError, type ErrorRecord } from '../machines/errors.js';
 import { migrate, userVersion } from './migrate.js';
+import { checkOwner, checkRegenDatabase } from './adopt.js';
 import { latestVersion } from './migrations/index.js';
 import type {
   AuditRow,
@@ -76,6 +77,7 @@ export function openStore(path: string, opts: OpenStoreOptions = {}): Store {
     }
     const version = userVersion(db);
     if (version > latestVersion) throw newerDatabase(path, version);
+    if (readonly) checkRegenDatabase(db, path);
     if (readonly) {
       if (version < latestVersion) {
         throw new StoreError(
@@ -107,11 +109,14 @@ function createDbFile(path: string): void {
   }
 }
 
+/** The database and its -wal and -shm files (which hold the same data) are the owner's only. */
 function restrictMode(path: string): void {
-  try {
-    if ((statSync(path).mode & 0o077) !== 0) chmodSync(path, 0o600);
-  } catch {
-    // Not ours to chmod (another owner): the database still works, and its contents are never secret.
+  for (const p of [path, `${path}-wal`, `${path}-shm`]) {
+    try {
+      if ((statSync(p).mode & 0o077) !== 0) chmodSync(p, 0o600);
+    } catch {
+      // Absent (no WAL yet), or not ours to chmod: the database still works.
+    }
   }
 }
 
@@ -123,6 +128,8 @@ function inspectExisting(path: string): void {
     db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     const version = userVersion(db);
     if (version > latestVersion) throw newerDatabase(path, version);
+    checkOwner(path);
+    checkRegenDatabase(db, path);
     const problems = (db.pragma('quick_check') as Array<Record<string, unknown>>).map((r) => String(Object.values(r)[0]));
     if (problems.length !== 1 || problems[0] !== 'ok') throw damagedDatabase(path, problems.slice(0, 3).join('; '));
   } catch (err) {

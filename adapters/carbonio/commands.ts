@@ -64,6 +64,8 @@ const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const SHA256 = /^[0-9a-f]{64}$/;
+/** A Consul node id (data/node-id), as an extended regular expression for grep -Ex on the node. */
+const UUID_ERE = '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}';
 
 export function isIPv4(text: string): boolean {
   return IPV4.test(text);
@@ -327,6 +329,8 @@ export function backup(runId: string): string {
     // The service user owns ${SD_HOME}: a link there could point root at any file; never follow one.
     `  case "$f" in ${SD_HOME}/*) [ -L "$f" ] && fail "$f (a symbolic link; regen does not follow links in ${SD_HOME})";; esac`,
     '  [ -f "$f" ] || continue',
+    // A name with a space or a line break would forge manifest lines: the service user can name *.pem files.
+    `  case "$f" in *[[:space:]]*) fail "$f (a file name with white space)";; esac`,
     '  d="$B$(dirname "$f")"',
     '  mkdir -p "$d" || fail "$d"',
     '  cp -a "$f" "$d/" || fail "$f"',
@@ -375,7 +379,9 @@ export function writeRaftRecovery(bindAddress: string): string {
   return script(
     `[ -s ${NODE_ID_FILE} ] || { echo 'regen:no-node-id'; exit 4; }`,
     asServiceDiscover(
-      `ID=$(cat ${NODE_ID_FILE}) && mkdir -p ${SD_DATA_DIR}/raft && printf '[{"id":"%s","address":"%s:8300","non_voter":false}]\\n' "$ID" ${addr} > ${PEERS_FILE}`,
+      // The node id goes into JSON: anything but a UUID (the service user can write the file) is refused.
+      `ID=$(cat ${NODE_ID_FILE}) && printf '%s' "$ID" | grep -Eqx '${UUID_ERE}' || { echo 'regen:bad-node-id' >&2; exit 4; }\n` +
+      `mkdir -p ${SD_DATA_DIR}/raft && printf '[{"id":"%s","address":"%s:8300","non_voter":false}]\\n' "$ID" ${addr} > ${PEERS_FILE}`,
     ),
   );
 }

@@ -14,7 +14,7 @@ import type {
   TokenInfo,
 } from '../../machines/port.js';
 import { INSPECTED_TOOLS, MANIFEST_HEADER, isIPv4 } from './commands.js';
-import { PASSWORD_FILE, UNHASHED } from '../../machines/port.js';
+import { PASSWORD_FILE, SD_CONFIG_DIR, SD_HOME, UNHASHED } from '../../machines/port.js';
 
 const TAIL = 400;
 const SHA256 = /^[0-9a-f]{64}$/;
@@ -358,6 +358,13 @@ export function parseReadCredentials(output: string, node?: string): { base64: s
 export type BackupState = 'created' | 'existing' | 'verified' | 'absent' | 'corrupt';
 
 /** Manifest lines: `path sha256 size mode owner group` after the header. */
+/** A manifest names only the files the backup copies, with plain names (no white space, no `..`). */
+function isBackedUpPath(path: string): boolean {
+  if (!/^\/[A-Za-z0-9._/@+-]+$/.test(path) || path.includes('/../') || path.includes('//')) return false;
+  if (path === PASSWORD_FILE || path.startsWith(`${SD_CONFIG_DIR}/`)) return true;
+  return path.startsWith(`${SD_HOME}/`) && path.endsWith('.pem') && !path.slice(SD_HOME.length + 1).includes('/');
+}
+
 export function parseManifest(text: string, dir: string, node?: string): BackupManifest {
   const [header, ...rest] = lines(text);
   if (header !== MANIFEST_HEADER) throw unexpected('backup manifest (header)', text, node);
@@ -369,7 +376,7 @@ export function parseManifest(text: string, dir: string, node?: string): BackupM
     if (
       f.length !== 6 ||
       path === undefined ||
-      !path.startsWith('/') ||
+      !isBackedUpPath(path) ||
       sha256 === undefined ||
       !(SHA256.test(sha256) || (sha256 === UNHASHED && path === PASSWORD_FILE)) ||
       size === undefined ||

@@ -6,6 +6,7 @@ import { randomInt } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { RegenError, UsageError } from '../../machines/errors.js';
 import { refuseConflicts, strong } from './secret-policy.js';
+import { shq } from '../carbonio/shell.js';
 import { Secret } from './secret.js';
 import { redactor as processRedactor } from './redact.js';
 import type { Redactor } from './redact.js';
@@ -169,7 +170,7 @@ function readPrivateFile(path: string, what: string): string {
     const octal = (mode & 0o777).toString(8).padStart(4, '0');
     throw new UsageError(
       `${path} (${what}) is readable or writable by group or others (mode ${octal}); a secret file must be private`,
-      `chmod 600 ${path}`,
+      `chmod 600 ${shq(path)}`,
     );
   }
   try {

@@ -171,7 +171,7 @@ export class HostKeyPolicy {
           message:
             `HOST KEY CHANGED for ${node} (${hostPort(host, port)}): it offers ${key.type} ${fp}, known_hosts has ${was}. ` +
             'Someone could be intercepting the connection, or the host key was replaced.',
-          hint: `if the change is expected, check the new fingerprint on the node (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), remove the old entry with: ssh-keygen -R '${name}' -f ${this.file}, then accept the new key (--accept-new-host-keys never replaces a changed key)`,
+          hint: `if the change is expected, check the new fingerprint on the node (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), remove the old entry with: ssh-keygen -R ${shq(name)} -f ${shq(this.file)}, then accept the new key (--accept-new-host-keys never replaces a changed key)`,
         };
       }
       case 'unknown': {
@@ -179,7 +179,7 @@ export class HostKeyPolicy {
           return {
             ok: false,
             message: `host key of ${node} (${hostPort(host, port)}) is not in ${this.file}: ${key.type} ${fp}`,
-            hint: `compare it with the node's key (ssh-keygen -lf /etc/ssh/ssh_host_${shortType(key.type)}_key.pub on the node); to accept it, connect once with ssh ${port === 22 ? '' : `-p ${port} `}${host}, or run regen with --accept-new-host-keys`,
+            hint: `compare it with the node's key (ssh-keygen -lf /etc/ssh/ssh_host_${shortType(key.type)}_key.pub on the node); to accept it, connect once with ssh ${port === 22 ? '' : `-p ${port} `}${shq(host)}, or run regen with --accept-new-host-keys`,
           };
         }
         await appendKnownHost(this.file, host, port, key, { hash: this.hash || extra.hash === true });
@@ -885,7 +885,7 @@ export class SshTransport implements Remote {
     }
     const msg = e?.message ?? 'connection closed';
     const code = e?.code ?? '';
-    let hint = `check that sshd runs on the node and listens on ${r.port} (ssh -p ${r.port} ${r.user}@${r.hostName})`;
+    let hint = `check that sshd runs on the node and listens on ${r.port} (ssh -p ${r.port} ${shq(`${r.user}@${r.hostName}`)})`;
     if (code === 'ECONNREFUSED') hint = `nothing listens on ${hostPort(r.hostName, r.port)}: start sshd on the node or fix the port (inventory sshPort / ssh_config Port)`;
     else if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') hint = `the name ${r.hostName} does not resolve: fix the inventory's sshHost or ssh_config HostName`;
     else if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') hint = `no route to ${r.hostName}: check the network path from here to the node`;
