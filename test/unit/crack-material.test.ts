@@ -133,3 +133,26 @@ describe('redaction touches free text, never names and keys', () => {
     }
   });
 });
+
+describe('the final summary is redacted', () => {
+  it('a SecretID and a gossip key in a step failure do not reach stderr', async () => {
+    const { start } = await import('../../cli/commands/start.js');
+    const { createFakeCluster } = await import('../sim/fake-cluster.js');
+    const { FAST } = await import('../support/machine-harness.js');
+    const { writeFileSync } = await import('node:fs');
+    const cluster = createFakeCluster({ servers: 1, agents: 1 });
+    const uuid = '11111111-2222-3333-4444-555555555555';
+    cluster.faults.failNext(cluster.nodes[0] as string, 'setupLeader', `setup said SecretID: ${uuid} and Gossip key: c2VjcmV0LWdvc3NpcC1rZXktMzI=`, { times: 5 } as never);
+    const inv = join(tmp, 'summary.yaml');
+    writeFileSync(inv, `cluster: sum\nnodes:\n${cluster.nodes.map((n) => `  - name: ${n}`).join('\n')}\n`);
+    let err = '';
+    const io = { out: () => undefined, err: (t: string) => void (err += t), isTTY: false, stdinIsTTY: false, stdin: new PassThrough(), stdout: new PassThrough(), stderr: new PassThrough(), env: { REGEN_MESH_PASSWORD: 'a-brand-new-mesh-secret-77' }, onInterrupt: () => () => undefined } as Io;
+    await start(
+      { db: join(tmp, 'summary.db'), json: true, inventory: inv, inventoryFormat: 'auto', cluster: undefined, leader: undefined, yes: true, parallel: 1, dryRun: false, revokeOldTokens: false, maxUnitRounds: 1, passwordFile: undefined, generatePassword: false, sshConfig: undefined, knownHosts: undefined, acceptNewHostKeys: false, connectTimeoutS: 1, commandTimeoutS: 5, makePort: async () => cluster.port, runDeps: FAST, runId: 'sum-1' },
+      io,
+    );
+    expect(err).toMatch(/setup said SecretID: \*+/);
+    expect(err).not.toContain(uuid);
+    expect(err).not.toContain('c2VjcmV0LWdvc3NpcC1rZXktMzI');
+  });
+});
