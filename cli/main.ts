@@ -24,7 +24,7 @@ function globalOptions<T>(y: Argv<T>) {
 function connectOptions<T>(y: Argv<T>) {
   return y
     .option('ssh-config', { type: 'string', describe: 'OpenSSH client config (default ~/.ssh/config)' })
-    .option('known-hosts', { type: 'string', describe: 'known_hosts file (default ~/.ssh/known_hosts)' })
+    .option('known-hosts', { type: 'string', describe: 'known_hosts file to record accepted keys in (default ~/.ssh/known_hosts); known_hosts2, /etc/ssh/ssh_known_hosts and ssh_config\'s files are read too' })
     .option('accept-new-host-keys', { type: 'boolean', default: false, describe: 'trust and record host keys not yet known (never a changed key)' })
     .option('connect-timeout', { type: 'number', default: 10, describe: 'seconds to wait for an SSH connection' })
     .option('command-timeout', { type: 'number', default: 300, describe: 'seconds a single remote command may take' });
