@@ -737,7 +737,7 @@ export class SshTransport implements Remote {
     const connectTimeoutMs = o.connectTimeoutMs ?? o.readyTimeoutMs ?? (r.connectTimeoutSec !== undefined ? r.connectTimeoutSec * 1000 : 15_000);
 
     return (async () => {
-      const knownTypes = await s.policy.knownTypes(keyHost, r.port, hostKeyFiles(r));
+      const knownTypes = await s.policy.knownTypes(keyHost, r.port, hostKeyFiles(r, s.opts));
       return new Promise<Client>((resolve, reject) => {
         const client = new ssh2.Client();
         let hostKeyVerdict: Verdict | undefined;
@@ -795,7 +795,7 @@ export class SshTransport implements Remote {
           algorithms: { serverHostKey: preferredHostKeyAlgorithms(knownTypes) as ServerHostKeyAlgorithm[] },
           hostVerifier: (key: Buffer, verify: (ok: boolean) => void) => {
             pause(true);
-            s.policy.verify(hop.label, keyHost, r.port, key, hostKeyFiles(r)).then(
+            s.policy.verify(hop.label, keyHost, r.port, key, hostKeyFiles(r, s.opts)).then(
               (v) => {
                 hostKeyVerdict = v;
                 pause(false);
@@ -1039,8 +1039,10 @@ function readOnlyKnownHosts(opts: SshTransportOptions, home: string): string[] {
   return [...(opts.knownHostsPath === undefined ? defaults.user : []), ...(opts.globalKnownHostsFiles ?? defaults.global)];
 }
 
-function hostKeyFiles(r: ResolvedHost): HostKeyFiles {
-  return { files: [...r.userKnownHostsFiles, ...r.globalKnownHostsFiles], hash: r.hashKnownHosts };
+/** ssh_config's files for this host; --known-hosts replaces its UserKnownHostsFile, as `ssh -o` would. */
+function hostKeyFiles(r: ResolvedHost, o: SshTransportOptions): HostKeyFiles {
+  const user = o.knownHostsPath === undefined ? r.userKnownHostsFiles : [];
+  return { files: [...user, ...r.globalKnownHostsFiles], hash: r.hashKnownHosts };
 }
 
 /** Captured stdout and stderr are each capped here; the tail is kept (errors and markers come last). */

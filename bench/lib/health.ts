@@ -15,6 +15,8 @@ const WATCHED = [
   '/var/lib/service-discover/password',
 ];
 const WATCHED_GLOB = '/var/lib/service-discover/*.pem';
+/** The password file, whose backup is recorded by size only. */
+const PASSWORD_PATH = '/var/lib/service-discover/password';
 
 /** sha256 of each watched file on each node: node → path → sha256. */
 export type FileSnapshot = Record<string, Record<string, string>>;
@@ -191,9 +193,11 @@ export async function checkHealth(lab: Lab, dbPath: string, newSecret: string, b
       for (const [file, sha] of Object.entries(had)) {
         const rec = recorded.find((b) => b.path === file);
         if (!rec) problems.push(`${n.name}: ${file} existed before the run but the database records no backup of it`);
-        else if (rec.sha256 !== sha) problems.push(`${n.name}: backup of ${file} recorded with sha256 ${rec.sha256.slice(0, 12)}…, the file had ${sha.slice(0, 12)}…`);
+        // The password file is recorded without a hash ('-'): its copy is still compared with the original.
+        const recordedSha = file === PASSWORD_PATH ? '-' : sha;
+        if (rec && rec.sha256 !== recordedSha) problems.push(`${n.name}: backup of ${file} recorded with sha256 ${rec.sha256.slice(0, 12)}…, expected ${recordedSha.slice(0, 12)}…`);
         if (copies[file] !== sha) problems.push(`${n.name}: the backup copy of ${file} in ${dir} ${copies[file] === undefined ? 'is missing' : 'differs from the original'}`);
-        if (!manifest.some((l) => l.startsWith(`${file} ${sha} `))) problems.push(`${n.name}: ${file} missing from the backup manifest or with another checksum`);
+        if (!manifest.some((l) => l.startsWith(`${file} ${recordedSha} `))) problems.push(`${n.name}: ${file} missing from the backup manifest or with another checksum`);
       }
       for (const b of recorded) if (had[b.path] === undefined) problems.push(`${n.name}: the database records a backup of ${b.path}, which did not exist before the run`);
     }),

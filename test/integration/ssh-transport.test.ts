@@ -532,13 +532,21 @@ describe('host keys: every file OpenSSH reads', () => {
 
   it("ssh_config's UserKnownHostsFile and GlobalKnownHostsFile are read", async () => {
     writeFileSync(knownHosts, '');
+    const home = mkdtempSync(join(dir, 'home-'));
     for (const keyword of ['UserKnownHostsFile', 'GlobalKnownHostsFile']) {
       const config = parseSshConfig(`Host 127.0.0.1\n  ${keyword} ${file(otherKeyLine())}\n`);
-      const p = new SshPool(baseOptions({ acceptNewHostKeys: true, sshConfig: config }));
+      const p = new SshPool({ ...baseOptions({ acceptNewHostKeys: true, sshConfig: config, home }), knownHostsPath: undefined });
       track({ close: () => p.closeAll() });
       const err = await p.remote(target()).exec('true').catch((e: unknown) => e);
       expect([keyword, (err as Error).message]).toEqual([keyword, expect.stringContaining('HOST KEY CHANGED')]);
     }
+  });
+
+  it('--known-hosts replaces ssh_config\'s UserKnownHostsFile, as ssh -o UserKnownHostsFile does', async () => {
+    writeFileSync(knownHosts, knownLine(server));
+    const config = parseSshConfig(`Host 127.0.0.1\n  UserKnownHostsFile ${file(otherKeyLine())}\n`);
+    const t = track(new SshTransport(target(), baseOptions({ sshConfig: config })));
+    expect((await t.exec('echo ok')).stdout).toBe('ok\n');
   });
 
   it('@revoked in the global file is honoured', async () => {
