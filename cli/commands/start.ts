@@ -61,7 +61,7 @@ export async function start(o: StartOptions, io: Io): Promise<number> {
   const request = secretRequest(o, io);
   const named = o.dryRun ? null : await obtainNamedSecret(request);
   const secret: Secret | null = named?.secret ?? null;
-  const secretSource = describeSource(named?.source ?? (await plannedSource(request)));
+  const secretSource = named === null ? await plannedSource(request) : describeSource(named.source);
 
   const options = {
     parallel: o.parallel,
@@ -95,7 +95,7 @@ async function plan(o: StartOptions, io: Io, inventory: Inventory, options: RunO
   try {
     const { context, problems } = await makePlan({ port, store, inventory, options });
     if (o.json) io.out(`${JSON.stringify({ type: 'plan', plan: planJson(context, problems), secretSource })}\n`);
-    else io.out(`${renderPlan(context, { color: io.isTTY, verbose: o.verbose ?? false, problems })}mesh secret: from ${secretSource}\n`);
+    else io.out(`${renderPlan(context, { color: io.isTTY, verbose: o.verbose ?? false, problems })}mesh secret source: ${secretSource}\n`);
     if (problems.length === 0) return EXIT.ok;
     io.err(`regen: the plan found ${problems.length} problem(s); regen start refuses until they are fixed (nothing was changed)\n`);
     return problems.some((p) => p.kind === 'unreachable') ? EXIT.unreachable : exitCodeForKind(problems[0]?.kind ?? 'preflight');
@@ -118,9 +118,12 @@ function secretRequest(o: StartOptions, io: Io): SecretRequest {
   };
 }
 
-async function plannedSource(r: SecretRequest) {
+/** What the plan says about the secret's source, without reading it. */
+async function plannedSource(r: SecretRequest): Promise<string> {
   const { namedSource } = await import('../../adapters/secrets/secret-policy.js');
-  return namedSource({ ...(r.passwordFile === undefined ? {} : { passwordFile: r.passwordFile }), env: r.io.env, ...(r.inventoryPath === undefined ? {} : { ansibleInventory: r.inventoryPath }), generate: r.generate, isTTY: r.io.stdinIsTTY });
+  const source = namedSource({ ...(r.passwordFile === undefined ? {} : { passwordFile: r.passwordFile }), env: r.io.env, ...(r.inventoryPath === undefined ? {} : { ansibleInventory: r.inventoryPath }), generate: r.generate, isTTY: r.io.stdinIsTTY });
+  if (source === 'prompt' && !r.io.stdinIsTTY) return 'none given yet (regen start needs --password-file, REGEN_MESH_PASSWORD, --password-from-inventory or --generate-password)';
+  return describeSource(source);
 }
 
 export { planJson };

@@ -116,7 +116,7 @@ describe('the secret the operator meant', () => {
   it('the plan names the source', async () => {
     const io = fakeIo({ REGEN_MESH_PASSWORD: 'whatever-it-is-here' });
     expect(await start(options({ dryRun: true }), io)).toBe(EXIT.ok);
-    expect(io.stdoutText()).toMatch(/mesh secret: from the environment \(REGEN_MESH_PASSWORD\)/);
+    expect(io.stdoutText()).toMatch(/mesh secret source: the environment \(REGEN_MESH_PASSWORD\)/);
     expect(io.stdoutText()).not.toContain('whatever-it-is-here');
   });
 });
