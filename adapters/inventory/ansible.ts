@@ -143,6 +143,15 @@ function expandChecked(pattern: string): string[] {
   return out;
 }
 
+/** Adds a host to a group once, in linear time over the file (a Set per group beside its ordered list). */
+function addMember(members: Map<Group, Set<string>>, group: Group, host: string): void {
+  let seen = members.get(group);
+  if (seen === undefined) members.set(group, (seen = new Set(group.hosts)));
+  if (seen.has(host)) return;
+  seen.add(host);
+  group.hosts.push(host);
+}
+
 function splitHostPort(pattern: string): { host: string; port?: number } {
   // [ipv6]:port and host:port, the only forms Ansible gives a port in the host pattern.
   const v6 = /^\[([0-9a-fA-F:.]+)\](?::(\d+))?$/.exec(pattern);
@@ -237,12 +246,7 @@ export function parseAnsibleIni(text: string, file: string): ParsedAnsibleInvent
       }
       if (port !== undefined) entry.port = port;
       for (const [k, v] of vars) entry.vars.set(k, v);
-      let seen = members.get(section.group);
-      if (seen === undefined) members.set(section.group, (seen = new Set(section.group.hosts)));
-      if (!seen.has(host)) {
-        seen.add(host);
-        section.group.hosts.push(host);
-      }
+      addMember(members, section.group, host);
     }
   });
   if (issues.length > 0) throw inventoryError(file, issues);
