@@ -57,10 +57,16 @@ export async function start(o: StartOptions, io: Io): Promise<number> {
   if (o.dryRun) return plan(o, io, inventory, options);
   const store: Store = o.store ?? (await openRegenStore(o.db, io.env));
   const port: NodePort = await (o.makePort ?? makeNodePort)(inventory, o, store, io);
+  const clusterState = await import('../cluster.js');
+  const cluster = await clusterState.makeClusterRun(port, store, io, o.runDeps?.heartbeatMs);
   return operate(
     io,
     { json: o.json, yes: o.yes },
-    (ui) => startRun({ store, port, secret, ...o.runDeps, ...ui }, { inventory, options, ...(o.runId === undefined ? {} : { runId: o.runId }) }),
+    async (ui) => {
+      // A cluster left mid-procedure is named, with the way to resume it, before anything is taken or recorded.
+      clusterState.refuseHalfDone(await clusterState.readClusterFindings(port, inventory), store);
+      return startRun({ store, port: cluster.port, secret, ...o.runDeps, ...ui, cluster: cluster.guard }, { inventory, options, ...(o.runId === undefined ? {} : { runId: o.runId }) });
+    },
     async () => {
       await port.close();
       if (!o.store) store.close();
@@ -76,7 +82,12 @@ async function plan(o: StartOptions, io: Io, inventory: Inventory, options: RunO
   const store: Store = o.store ?? (await openRegenStore(':memory:'));
   const port: NodePort = await (o.makePort ?? makeNodePort)(inventory, o, store, io);
   try {
-    const { context, problems } = await makePlan({ port, store, inventory, options });
+    const clusterState = await import('../cluster.js');
+    const findings = clusterState.findingsAsProblems(await clusterState.readClusterFindings(port, inventory), null);
+    // A cluster left mid-procedure has no plan of its own (its leader is down): what the nodes say is the answer.
+    const made = findings.some((p) => p.kind === 'needs-operator') ? { context: null, problems: [] } : await makePlan({ port, store, inventory, options });
+    const context = made.context;
+    const problems = [...findings, ...made.problems];
     if (o.json) io.out(`${JSON.stringify({ type: 'plan', plan: planJson(context, problems) })}\n`);
     else io.out(renderPlan(context, { color: io.isTTY, verbose: o.verbose ?? false, problems }));
     if (problems.length === 0) return EXIT.ok;

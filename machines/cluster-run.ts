@@ -1,0 +1,61 @@
+/**
+ * What a run keeps on the cluster, for the runner: the cluster lock (cluster-lock.ts) and the mirror of its
+ * journal (mirror.ts). The runner calls acquire() right after its local lock, afterPersist() after every persisted
+ * transition and release() where it releases its local lock; the port it drives is `port` below, whose effects wait
+ * for the mirror.
+ */
+import { writeFileSync } from 'node:fs';
+import { ClusterLock } from './cluster-lock.js';
+import { gatedPort, MirrorWriter } from './mirror.js';
+import type { Inventory, NodePort } from './port.js';
+import type { Store } from '../store/types.js';
+
+export interface ClusterGuard {
+  acquire(a: { runId: string; inventory: Inventory; takeOver: boolean }): Promise<void>;
+  afterPersist(): void;
+  release(): Promise<void>;
+}
+
+export interface ClusterRun {
+  guard: ClusterGuard;
+  /** The port to drive the run with: every effect waits until the mirror holds its intent. */
+  port: NodePort;
+}
+
+export function clusterRun(a: {
+  port: NodePort;
+  store: Store;
+  redact?: (t: string) => string;
+  heartbeatMs?: number;
+  now?: () => number;
+  /** Where to write the mirror's cost figures at release (bench/). */
+  statsFile?: string;
+}): ClusterRun {
+  let lock: ClusterLock | null = null;
+  let writer: MirrorWriter | null = null;
+  const guard: ClusterGuard = {
+    async acquire({ runId, inventory, takeOver }) {
+      lock = new ClusterLock(a.port, inventory.nodes.map((n) => n.name), a.now);
+      await lock.acquire(runId, inventory.cluster, { takeOver, ...(a.heartbeatMs === undefined ? {} : { heartbeatMs: a.heartbeatMs }) });
+      writer = new MirrorWriter({ port: a.port, store: a.store, runId, lock, ...(a.redact ? { redact: a.redact } : {}), ...(a.now ? { now: a.now } : {}) });
+    },
+    afterPersist() {
+      writer?.kick();
+    },
+    async release() {
+      const w = writer;
+      const l = lock;
+      writer = null;
+      lock = null;
+      try {
+        if (w && !l?.lost) await w.flush();
+      } catch {
+        // The last write is best effort: the next resume reads the highest sequence found, and probes the rest.
+      } finally {
+        if (w && a.statsFile) writeFileSync(a.statsFile, `${JSON.stringify(w.stats)}\n`);
+        await l?.release();
+      }
+    },
+  };
+  return { guard, port: gatedPort(a.port, () => writer) };
+}
