@@ -13,7 +13,7 @@ import type { Io } from './io.js';
 import type { PlanProblem } from './plan-view.js';
 import { sharedRedactor } from './wiring.js';
 
-export async function makeClusterRun(port: NodePort, store: Store, io: Io, heartbeatMs?: number): Promise<ClusterRun> {
+export async function makeClusterRun(port: NodePort, store: Store, io: Io, heartbeatMs?: number, precheck?: () => Promise<void>): Promise<ClusterRun> {
   const redactor = await sharedRedactor();
   const statsFile = io.env['REGEN_MIRROR_STATS'];
   return clusterRun({
@@ -22,6 +22,7 @@ export async function makeClusterRun(port: NodePort, store: Store, io: Io, heart
     redact: (t) => redactor.redact(t),
     ...(heartbeatMs === undefined ? {} : { heartbeatMs }),
     ...(statsFile ? { statsFile } : {}),
+    ...(precheck ? { precheck } : {}),
   });
 }
 

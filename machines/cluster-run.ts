@@ -30,11 +30,14 @@ export function clusterRun(a: {
   now?: () => number;
   /** Where to write the mirror's cost figures at release (bench/). */
   statsFile?: string;
+  /** A new run: checked after the local lock and before the cluster lock (a cluster left mid-procedure is refused). */
+  precheck?: () => Promise<void>;
 }): ClusterRun {
   let lock: ClusterLock | null = null;
   let writer: MirrorWriter | null = null;
   const guard: ClusterGuard = {
     async acquire({ runId, inventory, takeOver }) {
+      if (!takeOver) await a.precheck?.();
       lock = new ClusterLock(a.port, inventory.nodes.map((n) => n.name), a.now);
       await lock.acquire(runId, inventory.cluster, { takeOver, ...(a.heartbeatMs === undefined ? {} : { heartbeatMs: a.heartbeatMs }) });
       writer = new MirrorWriter({ port: a.port, store: a.store, runId, lock, ...(a.redact ? { redact: a.redact } : {}), ...(a.now ? { now: a.now } : {}) });

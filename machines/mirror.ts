@@ -6,8 +6,8 @@
  * last one with its snapshot), the journal rows and the backups manifest, all as read back from the database, so
  * the mirror obeys the database's redaction; the shared redactor runs over the text once more. Never the audit.
  *
- * Where: the leader and one other mesh server, else the first follower (before the leader is known: the first
- * two inventory nodes). How: /var/lib/regen/runs/RUN.json, written to a temporary file and renamed, root only, and
+ * Where: the leader, another mesh server (else the first follower) and one node more (three copies; before the
+ * leader is known: the first three inventory nodes). How: /var/lib/regen/runs/RUN.json, written to a temporary file and renamed, root only, and
  * only while the node's cluster lock carries this process's token.
  *
  * When: after every persisted transition (in the background), and before every remote effect (awaited). The
@@ -107,12 +107,18 @@ export function decodeMirror(text: string): ParsedMirror | { invalid: string } {
   return { envelope: env as MirrorEnvelope, body };
 }
 
-/** Where the mirror goes: the leader and another mesh server, else the first follower; no leader yet: the first two nodes. */
+/** Copies of the mirror: the leader and two more, so one lost node and one damaged file still leave a valid copy. */
+export const MIRROR_COPIES = 3;
+
+/**
+ * Where the mirror goes: the leader, then the other mesh servers, then the followers in inventory order, up to
+ * MIRROR_COPIES nodes; before the leader is known, the first nodes of the inventory.
+ */
 export function mirrorTargets(nodes: Array<{ name: string; kind: string | null }>, leader: string | null): string[] {
-  if (leader === null || !nodes.some((n) => n.name === leader)) return nodes.slice(0, 2).map((n) => n.name);
+  if (leader === null || !nodes.some((n) => n.name === leader)) return nodes.slice(0, MIRROR_COPIES).map((n) => n.name);
   const others = nodes.filter((n) => n.name !== leader);
-  const second = others.find((n) => n.kind === 'server') ?? others[0];
-  return second === undefined ? [leader] : [leader, second.name];
+  const ordered = [...others.filter((n) => n.kind === 'server'), ...others.filter((n) => n.kind !== 'server')];
+  return [leader, ...ordered.slice(0, MIRROR_COPIES - 1).map((n) => n.name)];
 }
 
 export interface MirrorStats {

@@ -58,15 +58,13 @@ export async function start(o: StartOptions, io: Io): Promise<number> {
   const store: Store = o.store ?? (await openRegenStore(o.db, io.env));
   const port: NodePort = await (o.makePort ?? makeNodePort)(inventory, o, store, io);
   const clusterState = await import('../cluster.js');
-  const cluster = await clusterState.makeClusterRun(port, store, io, o.runDeps?.heartbeatMs);
+  // After the local lock and before the cluster lock, a cluster left mid-procedure is named with the way to resume it.
+  const precheck = async (): Promise<void> => clusterState.refuseHalfDone(await clusterState.readClusterFindings(port, inventory), store);
+  const cluster = await clusterState.makeClusterRun(port, store, io, o.runDeps?.heartbeatMs, precheck);
   return operate(
     io,
     { json: o.json, yes: o.yes },
-    async (ui) => {
-      // A cluster left mid-procedure is named, with the way to resume it, before anything is taken or recorded.
-      clusterState.refuseHalfDone(await clusterState.readClusterFindings(port, inventory), store);
-      return startRun({ store, port: cluster.port, secret, ...o.runDeps, ...ui, cluster: cluster.guard }, { inventory, options, ...(o.runId === undefined ? {} : { runId: o.runId }) });
-    },
+    (ui) => startRun({ store, port: cluster.port, secret, ...o.runDeps, ...ui, cluster: cluster.guard }, { inventory, options, ...(o.runId === undefined ? {} : { runId: o.runId }) }),
     async () => {
       await port.close();
       if (!o.store) store.close();
