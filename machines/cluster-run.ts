@@ -35,12 +35,17 @@ export function clusterRun(a: {
 }): ClusterRun {
   let lock: ClusterLock | null = null;
   let writer: MirrorWriter | null = null;
+  const now = a.now ?? Date.now;
+  /** Wall time the run spent on the cluster state outside the effects' waits: the checks, the lock, the last write. */
+  const own = { acquireMs: 0, releaseMs: 0 };
   const guard: ClusterGuard = {
     async acquire({ runId, inventory, takeOver }) {
+      const t0 = now();
       if (!takeOver) await a.precheck?.();
       lock = new ClusterLock(a.port, inventory.nodes.map((n) => n.name), a.now);
       await lock.acquire(runId, inventory.cluster, { takeOver, ...(a.heartbeatMs === undefined ? {} : { heartbeatMs: a.heartbeatMs }) });
       writer = new MirrorWriter({ port: a.port, store: a.store, runId, lock, ...(a.redact ? { redact: a.redact } : {}), ...(a.now ? { now: a.now } : {}) });
+      own.acquireMs += now() - t0;
     },
     afterPersist() {
       writer?.kick();
@@ -48,6 +53,7 @@ export function clusterRun(a: {
     async release() {
       const w = writer;
       const l = lock;
+      const t0 = now();
       writer = null;
       lock = null;
       try {
@@ -55,8 +61,9 @@ export function clusterRun(a: {
       } catch {
         // The last write is best effort: the next resume reads the highest sequence found, and probes the rest.
       } finally {
-        if (w && a.statsFile) writeFileSync(a.statsFile, `${JSON.stringify(w.stats)}\n`);
         await l?.release();
+        own.releaseMs += now() - t0;
+        if (w && a.statsFile) writeFileSync(a.statsFile, `${JSON.stringify({ ...w.stats, ...own })}\n`);
       }
     },
   };
