@@ -53,15 +53,18 @@ function unfinishedMirrorRun(traces: Array<{ node: string; t: RegenTraces }>): s
 export async function readClusterFindings(port: NodePort, inventory: Inventory, now = Date.now()): Promise<ClusterFindings> {
   const traces = await allTraces(port, inventory);
   const locks = traces.flatMap(({ node, t }) => (t.lock === null ? [] : [{ node, holder: t.lock, stale: now - (parseHolder(t.lock)?.heartbeatAt ?? 0) > STALE_MS }]));
-  const evidence: string[] = [];
+  // A reset file or a wiped configuration is what only a procedure in progress leaves; a stopped unit alone may be
+  // an ordinary outage, so it only adds to the picture.
+  const strong: string[] = [];
+  const weak: string[] = [];
   for (const { node, t } of traces) {
-    if (t.resetFile) evidence.push(`${node}: an ACL reset file is still in the data directory`);
-    if (!t.hasMainJson && !t.hasConfigJson) evidence.push(`${node}: the service-discover configuration is wiped`);
-    if (!t.serviceActive) evidence.push(`${node}: service-discover is stopped`);
+    if (t.resetFile) strong.push(`${node}: an ACL reset file is still in the data directory`);
+    if (!t.hasMainJson && !t.hasConfigJson) strong.push(`${node}: the service-discover configuration is wiped`);
+    if (!t.serviceActive) weak.push(`${node}: service-discover is stopped`);
   }
-  if (evidence.length === 0) return { locks, halfDone: null };
+  if (strong.length === 0) return { locks, halfDone: null };
   const newestBackup = traces.flatMap(({ t }) => t.backupRuns).sort().pop() ?? null;
-  return { locks, halfDone: { runId: unfinishedMirrorRun(traces) ?? newestBackup, evidence } };
+  return { locks, halfDone: { runId: unfinishedMirrorRun(traces) ?? newestBackup, evidence: [...strong, ...weak] } };
 }
 
 function resumeHint(runId: string | null, store: Store | null): string {
