@@ -115,8 +115,15 @@ export class ClusterLock {
     const liveHere = h !== null && h.host === me.host && h.pid !== process.pid && pidAlive(h.pid);
     if (allowed && sameRun && !liveHere && (await this.#port.lockUpdate(node, h.token, this.token, text))) return true;
     const now = this.#now();
-    const stale = h !== null && now - h.heartbeatAt > STALE_MS;
-    const why = liveHere ? '; that process is still running on this host' : stale ? `; the lock is stale (no heartbeat for more than ${STALE_MS / 1000}s)` : '';
+    const deadHere = h !== null && h.host === me.host && !pidAlive(h.pid);
+    const stale = h !== null && (deadHere || now - h.heartbeatAt > STALE_MS);
+    const why = liveHere
+      ? '; that process is still running on this host'
+      : deadHere
+        ? '; the process that held it is gone'
+        : stale
+          ? `; the lock is stale (no heartbeat for more than ${STALE_MS / 1000}s)`
+          : '';
     throw new LockHeldError(
       `cluster ${me.cluster} is held on ${describeHolder(node, current, now)}${why}; nothing was changed`,
       stale
