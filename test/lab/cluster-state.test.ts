@@ -91,10 +91,12 @@ describe.skipIf(skip !== null)('the run outlives the operator machine', { timeou
     const dbB = join(lab.dir, 'operator-b.db');
     let firstDone = false;
     let second: Promise<{ r: RegenOutcome; firstStillRunning: boolean }> | null = null;
+    let plan: Promise<{ r: RegenOutcome; firstStillRunning: boolean }> | null = null;
     const first = await runRegen([...startArgs(lab, a.file, [], dbA), '--json'], {
       killAt: (e) => {
         if (second === null && e.type === 'step.started' && e.step === 'leader.setup') {
           second = runRegen(startArgs(lab, b.file, [], dbB)).then((r) => ({ r, firstStillRunning: !firstDone }));
+          plan = runRegen(['plan', '-i', lab.inventory, ...connectArgs(lab, join(lab.dir, 'operator-c.db'))]).then((r) => ({ r, firstStillRunning: !firstDone }));
         }
         return false;
       },
@@ -116,6 +118,11 @@ describe.skipIf(skip !== null)('the run outlives the operator machine', { timeou
     expect(runs.n).toBe(0);
     const health = await checkHealth(lab, dbA, a.secret, before);
     expect(health.problems).toEqual([]);
+    // A third operator's plan during the first run reports the lock on the nodes.
+    const p = await (plan as unknown as Promise<{ r: RegenOutcome; firstStillRunning: boolean }>);
+    expect(p.firstStillRunning).toBe(true);
+    expect(p.r.code, p.r.stderr).toBe(LOCK_HELD);
+    expect(`${p.r.stdout}${p.r.stderr}`).toContain(`locked by run ${runIdOf(first)}`);
   });
 
   it('a mirror missing on one node and damaged on another: resume uses the valid copy', async () => {
