@@ -6,8 +6,10 @@
  *
  *   npm run build && sudo node dist/bench/mirror-overhead.js [--nodes 10] [--out bench/results]
  *
- * The waits are summed over every effect, including followers waiting side by side, so the ratio is an upper
- * bound of the wall time the mirror adds.
+ * The headline ratio counts the wall time during which at least one effect waited for the mirror (followers waiting
+ * side by side count once), plus the checks and lock before the run and the last write after it: an upper bound
+ * of the wall time the mirror and the lock add, since other followers may go on while one waits. The waits summed
+ * over every effect are reported too.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -22,6 +24,7 @@ interface Stats {
   writeMs: number;
   bytes: number;
   gateWaitMs: number;
+  gateWallMs: number;
   gates: number;
   acquireMs: number;
   releaseMs: number;
@@ -53,7 +56,9 @@ async function main(): Promise<void> {
     const d = new Database(db, { readonly: true });
     const transitions = (d.prepare('SELECT count(*) AS n FROM transitions').get() as { n: number }).n;
     d.close();
-    const added = stats.gateWaitMs + stats.acquireMs + stats.releaseMs;
+    // Added wall time, bounded above: the time at least one effect waited for the mirror, plus what runs before and after.
+    const added = stats.gateWallMs + stats.acquireMs + stats.releaseMs;
+    const summed = stats.gateWaitMs + stats.acquireMs + stats.releaseMs;
     const report = {
       at: new Date().toISOString(),
       nodes,
@@ -65,6 +70,8 @@ async function main(): Promise<void> {
       meanBytes: Math.round(stats.bytes / Math.max(1, stats.writes)),
       effects: stats.gates,
       effectWaitMs: stats.gateWaitMs,
+      effectWaitWallMs: stats.gateWallMs,
+      summedShareOfWall: +(summed / run.wallMs).toFixed(4),
       acquireMs: stats.acquireMs,
       releaseMs: stats.releaseMs,
       addedPerTransitionMs: +(added / Math.max(1, transitions)).toFixed(1),
@@ -82,10 +89,11 @@ async function main(): Promise<void> {
       `| mirror writes (coalesced; 3 nodes each) | ${stats.writes} |`,
       `| mean mirror write | ${report.meanWriteMs} ms, ${report.meanBytes} bytes |`,
       `| effects that waited for the mirror | ${stats.gates} |`,
-      `| their waits, summed | ${stats.gateWaitMs} ms |`,
+      `| their waits, summed over effects | ${stats.gateWaitMs} ms (${((summed / run.wallMs) * 100).toFixed(2)} % of the wall time with the two rows below) |`,
+      `| wall time during which some effect waited | ${stats.gateWallMs} ms |`,
       `| half-done check + cluster lock before the run | ${stats.acquireMs} ms |`,
       `| last write + lock release after the run | ${stats.releaseMs} ms |`,
-      `| added per transition (all of the above ÷ transitions) | ${report.addedPerTransitionMs} ms |`,
+      `| added per transition (waiting wall time + before + after, ÷ transitions) | ${report.addedPerTransitionMs} ms |`,
       `| **added ÷ run wall time (upper bound)** | **${(report.addedShareOfWall * 100).toFixed(2)} %** (target < 5 %) |`,
       '',
     ].join('\n');

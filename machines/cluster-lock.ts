@@ -1,7 +1,8 @@
 /**
  * The cluster lock: one directory per node (/var/lib/regen/lock, made with an atomic `mkdir`), taken on every node
- * of the inventory before a run changes anything, in one fixed order (node names sorted), all or nothing. Two
- * operators racing on the same cluster meet on the first node of that order, so one of them gets nothing at all.
+ * of the inventory before a run changes anything, in one fixed order (node names sorted: the first node alone,
+ * then the others side by side), all or nothing. Two operators racing on the same cluster meet on the first node
+ * of that order, so one of them gets nothing at all.
  *
  * The holder file names the run, the cluster, the operator's host and user, the pid and a heartbeat the run
  * refreshes every HEARTBEAT_MS. A random token, private to one process, guards every update: a heartbeat, a mirror
@@ -95,11 +96,18 @@ export class ClusterLock {
     const at = this.#now();
     this.#holder = { format: 'regen-lock', version: 1, runId, cluster, host: hostname(), user: userInfo().username, pid: process.pid, token: this.token, acquiredAt: at, heartbeatAt: at };
     const text = JSON.stringify(this.#holder);
+    // The first node of the order decides between runs racing for the cluster: only one of them can take it. The
+    // others are then taken side by side; any refusal there still releases everything.
+    const [first, ...rest] = this.#order;
+    const take = async (node: string): Promise<void> => {
+      const r = await this.#port.lockTake(node, this.token, text);
+      if (r.taken || (await this.#takeOver(node, r.current, text, opts.takeOver))) this.#taken.push(node);
+    };
     try {
-      for (const node of this.#order) {
-        const r = await this.#port.lockTake(node, this.token, text);
-        if (r.taken || (await this.#takeOver(node, r.current, text, opts.takeOver))) this.#taken.push(node);
-      }
+      if (first !== undefined) await take(first);
+      const settled = await Promise.allSettled(rest.map(take));
+      const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
     } catch (err) {
       await this.release();
       throw err;

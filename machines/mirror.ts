@@ -127,11 +127,15 @@ export interface MirrorStats {
   bytes: number;
   /** Time remote effects waited for a mirror write (summed over parallel effects). */
   gateWaitMs: number;
+  /** Wall time during which at least one effect was waiting (the union of the waits). */
+  gateWallMs: number;
   gates: number;
 }
 
 export class MirrorWriter {
-  readonly stats: MirrorStats = { writes: 0, writeMs: 0, bytes: 0, gateWaitMs: 0, gates: 0 };
+  readonly stats: MirrorStats = { writes: 0, writeMs: 0, bytes: 0, gateWaitMs: 0, gateWallMs: 0, gates: 0 };
+  #waiting = 0;
+  #waitingSince = 0;
   readonly #port: NodePort;
   readonly #store: Store;
   readonly #runId: string;
@@ -152,10 +156,16 @@ export class MirrorWriter {
     this.#now = a.now ?? Date.now;
   }
 
-  /** Starts a write in the background (after a transition); a failure is reported by the next flush. */
+  /**
+   * Starts a write in the background (after a transition); a failure is reported by the next flush. It starts on
+   * the next turn of the event loop, so that the effect the transition leads to, whose intent row is written in the
+   * same turn, shares the write instead of waiting for a second one.
+   */
   kick(): void {
-    this.flush().catch((err: unknown) => {
-      this.#failure ??= err;
+    setImmediate(() => {
+      this.flush().catch((err: unknown) => {
+        this.#failure ??= err;
+      });
     });
   }
 
@@ -179,9 +189,15 @@ export class MirrorWriter {
     const lost = this.#lock.lost;
     if (lost) throw lost;
     const t0 = this.#now();
-    await this.flush();
-    this.stats.gates++;
-    this.stats.gateWaitMs += this.#now() - t0;
+    if (this.#waiting++ === 0) this.#waitingSince = t0;
+    try {
+      await this.flush();
+    } finally {
+      const t1 = this.#now();
+      if (--this.#waiting === 0) this.stats.gateWallMs += t1 - this.#waitingSince;
+      this.stats.gates++;
+      this.stats.gateWaitMs += t1 - t0;
+    }
   }
 
   async #writeNow(): Promise<void> {
