@@ -57,7 +57,10 @@ export function clusterRun(a: {
       writer = null;
       lock = null;
       try {
-        if (w && !l?.lost) await w.flush();
+        if (w && !l?.lost) {
+          await w.flush();
+          await w.drain();
+        }
       } catch {
         // The last write is best effort: the next resume reads the highest sequence found, and probes the rest.
       } finally {

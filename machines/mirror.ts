@@ -121,6 +121,38 @@ export function mirrorTargets(nodes: Array<{ name: string; kind: string | null }
   return [leader, ...ordered.slice(0, MIRROR_COPIES - 1).map((n) => n.name)];
 }
 
+/** Copies an effect waits for before it runs (the others finish in the background, in order per node). */
+export const MIRROR_QUORUM = 2;
+
+type Settled<T> = PromiseSettledResult<T> | undefined;
+
+/**
+ * Resolves once `need` attempts answered 'written', or one answered 'lock-lost', or all have settled; with the
+ * results known so far (undefined: still running).
+ */
+function quorum(attempts: Array<Promise<'written' | 'lock-lost'>>, need: number): Promise<Array<Settled<'written' | 'lock-lost'>>> {
+  const results: Array<Settled<'written' | 'lock-lost'>> = attempts.map(() => undefined);
+  return new Promise((resolve) => {
+    let written = 0;
+    let settled = 0;
+    attempts.forEach((p, i) => {
+      p.then(
+        (value) => {
+          results[i] = { status: 'fulfilled', value };
+          if (value === 'written') written++;
+          if (value === 'lock-lost' || written >= need) resolve(results);
+        },
+        (reason: unknown) => {
+          results[i] = { status: 'rejected', reason };
+        },
+      ).finally(() => {
+        if (++settled === attempts.length) resolve(results);
+      });
+    });
+    if (attempts.length === 0) resolve(results);
+  });
+}
+
 export interface MirrorStats {
   writes: number;
   writeMs: number;
@@ -134,6 +166,7 @@ export interface MirrorStats {
 
 export class MirrorWriter {
   readonly stats: MirrorStats = { writes: 0, writeMs: 0, bytes: 0, gateWaitMs: 0, gateWallMs: 0, gates: 0 };
+  readonly #chains = new Map<string, Promise<unknown>>();
   #waiting = 0;
   #waitingSince = 0;
   readonly #port: NodePort;
@@ -206,26 +239,36 @@ export class MirrorWriter {
     const text = encodeMirror(body, { now: this.#now(), ...(this.#redact ? { redact: this.#redact } : {}) });
     const digest = sha256(JSON.parse(text).body as string);
     if (digest === this.#lastSha) return;
-    const nodes = body.nodes.length > 0 ? body.nodes : [];
-    const targets = mirrorTargets(nodes, body.run.leader);
+    const targets = mirrorTargets(body.nodes, body.run.leader);
     const t0 = this.#now();
-    const results = await Promise.allSettled(targets.map((n) => this.#port.mirrorWrite(n, this.#runId, text, this.#lock.token)));
+    // One chain per node keeps its writes in order; the effect waits for two copies (or every answer), not three.
+    const attempts = targets.map((n) => {
+      const p = (this.#chains.get(n) ?? Promise.resolve<unknown>(null)).catch(() => undefined).then(() => this.#port.mirrorWrite(n, this.#runId, text, this.#lock.token));
+      this.#chains.set(n, p);
+      return p;
+    });
+    const results = await quorum(attempts, Math.min(MIRROR_QUORUM, targets.length));
     this.stats.writes++;
     this.stats.writeMs += this.#now() - t0;
     this.stats.bytes += text.length;
-    if (results.some((r) => r.status === 'fulfilled' && r.value === 'lock-lost')) {
+    if (results.some((r) => r?.status === 'fulfilled' && r.value === 'lock-lost')) {
       throw new RegenError('lock-held', `run ${this.#runId} no longer holds the cluster lock (another process took it over, or regen unlock removed it); nothing more is sent`, {
         hint: 'the run goes on from the process that holds the lock',
       });
     }
-    const written = results.filter((r) => r.status === 'fulfilled' && r.value === 'written').length;
+    const written = results.filter((r) => r?.status === 'fulfilled' && r.value === 'written').length;
     if (written === 0) {
-      const why = results.map((r, i) => `${targets[i] ?? '?'}: ${r.status === 'rejected' ? String((r.reason as Error).message) : 'not written'}`).join('; ');
+      const why = results.map((r, i) => `${targets[i] ?? '?'}: ${r?.status === 'rejected' ? String((r.reason as Error).message) : 'not written'}`).join('; ');
       throw new RegenError('unreachable', `the run's mirror could not be written to any of ${targets.join(', ')} (${why}); no command was sent after it`, {
         hint: 'make the node reachable, then regen resume',
       });
     }
     this.#lastSha = digest;
+  }
+
+  /** Waits until every copy started so far is written (or failed): the end of a run. */
+  async drain(): Promise<void> {
+    await Promise.allSettled([...this.#chains.values()]);
   }
 
   /** A background write that failed since the last look (reported once). */
