@@ -30,7 +30,7 @@ export function clusterRun(a: {
   now?: () => number;
   /** Where to write the mirror's cost figures at release (bench/). */
   statsFile?: string;
-  /** A new run: checked after the local lock and before the cluster lock (a cluster left mid-procedure is refused). */
+  /** A new run: checked after the local lock, while the cluster lock is taken (a cluster left mid-procedure is refused). */
   precheck?: () => Promise<void>;
 }): ClusterRun {
   let lock: ClusterLock | null = null;
@@ -41,9 +41,15 @@ export function clusterRun(a: {
   const guard: ClusterGuard = {
     async acquire({ runId, inventory, takeOver }) {
       const t0 = now();
-      if (!takeOver) await a.precheck?.();
-      lock = new ClusterLock(a.port, inventory.nodes.map((n) => n.name), a.now);
-      await lock.acquire(runId, inventory.cluster, { takeOver, ...(a.heartbeatMs === undefined ? {} : { heartbeatMs: a.heartbeatMs }) });
+      const l = new ClusterLock(a.port, inventory.nodes.map((n) => n.name), a.now);
+      // The check reads the nodes while the lock is being taken; a refusal by the check gives the lock back.
+      const [checked, locked] = await Promise.allSettled([takeOver ? undefined : a.precheck?.(), l.acquire(runId, inventory.cluster, { takeOver, ...(a.heartbeatMs === undefined ? {} : { heartbeatMs: a.heartbeatMs }) })]);
+      if (checked.status === 'rejected') {
+        if (locked.status === 'fulfilled') await l.release();
+        throw checked.reason;
+      }
+      if (locked.status === 'rejected') throw locked.reason;
+      lock = l;
       writer = new MirrorWriter({ port: a.port, store: a.store, runId, lock, ...(a.redact ? { redact: a.redact } : {}), ...(a.now ? { now: a.now } : {}) });
       own.acquireMs += now() - t0;
     },

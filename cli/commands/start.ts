@@ -58,7 +58,7 @@ export async function start(o: StartOptions, io: Io): Promise<number> {
   const store: Store = o.store ?? (await openRegenStore(o.db, io.env));
   const port: NodePort = await (o.makePort ?? makeNodePort)(inventory, o, store, io);
   const clusterState = await import('../cluster.js');
-  // After the local lock and before the cluster lock, a cluster left mid-procedure is named with the way to resume it.
+  // After the local lock, with the cluster lock, a cluster left mid-procedure is named with the way to resume it.
   const precheck = async (): Promise<void> => clusterState.refuseHalfDone(await clusterState.readClusterFindings(port, inventory), store);
   const cluster = await clusterState.makeClusterRun(port, store, io, o.runDeps?.heartbeatMs, precheck);
   return operate(
