@@ -37,13 +37,21 @@ export function clusterRun(a: {
   let writer: MirrorWriter | null = null;
   const now = a.now ?? Date.now;
   /** Wall time the run spent on the cluster state outside the effects' waits: the checks, the lock, the last write. */
-  const own = { acquireMs: 0, releaseMs: 0 };
+  const own = { acquireMs: 0, precheckMs: 0, releaseMs: 0 };
+  const precheck = async (): Promise<void> => {
+    const t0 = now();
+    try {
+      await a.precheck?.();
+    } finally {
+      own.precheckMs += now() - t0;
+    }
+  };
   const guard: ClusterGuard = {
     async acquire({ runId, inventory, takeOver }) {
       const t0 = now();
       const l = new ClusterLock(a.port, inventory.nodes.map((n) => n.name), a.now);
       // The check reads the nodes while the lock is being taken; a refusal by the check gives the lock back.
-      const [checked, locked] = await Promise.allSettled([takeOver ? undefined : a.precheck?.(), l.acquire(runId, inventory.cluster, { takeOver, ...(a.heartbeatMs === undefined ? {} : { heartbeatMs: a.heartbeatMs }) })]);
+      const [checked, locked] = await Promise.allSettled([takeOver ? undefined : precheck(), l.acquire(runId, inventory.cluster, { takeOver, ...(a.heartbeatMs === undefined ? {} : { heartbeatMs: a.heartbeatMs }) })]);
       if (checked.status === 'rejected') {
         if (locked.status === 'fulfilled') await l.release();
         throw checked.reason;
