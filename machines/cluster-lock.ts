@@ -14,7 +14,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
-import { LockHeldError, RegenError, UsageError } from './errors.js';
+import { LockHeldError, NodeUnreachableError, RegenError, UsageError } from './errors.js';
 import type { NodePort } from './port.js';
 
 /** How often a run refreshes its heartbeat on every node. */
@@ -110,6 +110,14 @@ export class ClusterLock {
       if (failed) throw failed.reason;
     } catch (err) {
       await this.release();
+      // A new run that cannot reach a node has changed nothing: that is a preflight failure, as the inspection's.
+      if (!opts.takeOver && err instanceof NodeUnreachableError) {
+        throw new RegenError('preflight', `preflight could not reach ${err.node ?? 'a node'} to take the cluster lock; nothing was changed: ${err.message}`, {
+          ...(err.node === undefined ? {} : { node: err.node }),
+          hint: 'make every node reachable over SSH (regen plan shows the same checks), then run regen start again',
+          cause: err,
+        });
+      }
       throw err;
     }
     this.#timer = setInterval(() => void this.#beat(), opts.heartbeatMs ?? HEARTBEAT_MS);
