@@ -178,7 +178,6 @@ export class MirrorWriter {
   #lastSha = '';
   #inflight: Promise<void> = Promise.resolve();
   #queued: Promise<void> | null = null;
-  #failure: unknown = null;
 
   constructor(a: { port: NodePort; store: Store; runId: string; lock: ClusterLock; redact?: (t: string) => string; now?: () => number }) {
     this.#port = a.port;
@@ -190,15 +189,14 @@ export class MirrorWriter {
   }
 
   /**
-   * Starts a write in the background (after a transition); a failure is reported by the next flush. It starts on
+   * Starts a write in the background (after a transition). A failure here is not lost: the next flush (before the
+   * next effect, or at the run's end) writes the same records again and reports its own failure. It starts on
    * the next turn of the event loop, so that the effect the transition leads to, whose intent row is written in the
    * same turn, shares the write instead of waiting for a second one.
    */
   kick(): void {
     setImmediate(() => {
-      this.flush().catch((err: unknown) => {
-        this.#failure ??= err;
-      });
+      this.flush().catch(() => undefined);
     });
   }
 
@@ -269,13 +267,6 @@ export class MirrorWriter {
   /** Waits until every copy started so far is written (or failed): the end of a run. */
   async drain(): Promise<void> {
     await Promise.allSettled([...this.#chains.values()]);
-  }
-
-  /** A background write that failed since the last look (reported once). */
-  takeFailure(): unknown {
-    const f = this.#failure;
-    this.#failure = null;
-    return f;
   }
 }
 
