@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { EXIT, exitCodeFor } from './exit-codes.js';
+import { UsageError } from '../machines/errors.js';
 import { processIo, type Io } from './io.js';
 import { redactor } from '../adapters/secrets/redact.js';
 import { sanitize } from '../adapters/terminal/sanitize.js';
@@ -89,6 +90,8 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
         secretOptions(connectOptions(globalOptions(y)))
           .positional('run', { type: 'string' })
           .option('max-recoveries', { type: 'number', default: 20, describe: 'cap on resumes of one run' })
+          .option('from-cluster', { type: 'boolean', default: false, describe: "import the run from the mirrors on the nodes first (a lost or other machine's database); needs -i" })
+          .option('inventory', { alias: 'i', type: 'string', describe: 'with --from-cluster: the inventory whose nodes hold the mirrors' })
           .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'confirm the downtime if the run stopped before its confirmation' }),
       (a) =>
         run(async () =>
@@ -101,6 +104,7 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
               passwordFile: a['password-file'],
               maxRecoveries: a['max-recoveries'],
               yes: a.yes,
+              ...fromClusterOption(a['from-cluster'], a.inventory),
             },
             io,
           ),
@@ -127,8 +131,11 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     .command(
       'unlock',
       'remove a stale lock left by a regen process that died',
-      (y) => globalOptions(y).option('cluster', { type: 'string', demandOption: true }),
-      (a) => run(async () => (await import('./commands/admin.js')).unlock({ db: a.db, cluster: a.cluster }, io)),
+      (y) =>
+        connectOptions(globalOptions(y))
+          .option('cluster', { type: 'string', demandOption: true })
+          .option('inventory', { alias: 'i', type: 'string', describe: 'also remove the stale cluster lock on the nodes of this inventory' }),
+      (a) => run(async () => (await import('./commands/admin.js')).unlock({ db: a.db, cluster: a.cluster, ...(a.inventory === undefined ? {} : { inventory: a.inventory, connect: connectFrom(a) }) }, io)),
     )
     .command(
       'abort [run]',
@@ -258,4 +265,10 @@ if (invokedDirectly()) {
       process.exitCode = reportError(err, processIo());
     },
   );
+}
+
+function fromClusterOption(fromCluster: boolean, inventory: string | undefined): { fromCluster?: { inventory: string } } {
+  if (!fromCluster) return {};
+  if (inventory === undefined) throw new UsageError('--from-cluster needs the inventory whose nodes hold the run mirrors', 'regen resume --from-cluster -i INVENTORY [RUN]');
+  return { fromCluster: { inventory } };
 }

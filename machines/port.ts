@@ -200,12 +200,46 @@ export interface NodePort {
   /** Delete one ACL token (harden step); probe: listTokens no longer has it. */
   deleteToken(node: string, secret: Secret, accessorId: string): Promise<void>;
 
+  // ---- regen's own state on the node (machines/cluster-lock.ts, machines/mirror.ts) ---------------------------
+  /** Atomic `mkdir` of the lock directory; taken → the holder and token are written; else the current holder text. */
+  lockTake(node: string, token: string, holder: string): Promise<{ taken: boolean; current: string | null }>;
+  /** Replace the holder (and token) only while the lock's token is `expectToken`; false when it is not. */
+  lockUpdate(node: string, expectToken: string, token: string, holder: string): Promise<boolean>;
+  /** Remove the lock only while its token is `expectToken`; false when it is not (or there is no lock). */
+  lockRemove(node: string, expectToken: string): Promise<boolean>;
+  /**
+   * Write the run's mirror (tmp + rename, root only) while this node's lock token is `token`; 'lock-lost' when
+   * another token holds it (nothing written).
+   */
+  mirrorWrite(node: string, runId: string, text: string, token: string): Promise<'written' | 'lock-lost'>;
+  /** Probe: the lock holder, the mirror files and the traces a run leaves (backups, reset file, wiped config, unit). */
+  regenTraces(node: string): Promise<RegenTraces>;
+
   /** Release connections. */
   close(): Promise<void>;
 
   /** The run the following commands belong to (their audit rows are filed under it); set by the runner. */
   bindRun?(runId: string): void;
 }
+
+/** What a node holds of regen's runs (read-only). */
+export interface RegenTraces {
+  /** Text of the lock holder file, null when there is no lock. */
+  lock: string | null;
+  /** Mirror files: run id (from the file name) and text. */
+  mirrors: Array<{ runId: string; text: string }>;
+  /** Run ids with a backup directory under /var/backups/regen. */
+  backupRuns: string[];
+  resetFile: boolean;
+  hasMainJson: boolean;
+  hasConfigJson: boolean;
+  serviceActive: boolean;
+}
+
+/** regen's root-only directory on every node: the cluster lock and the run mirrors. */
+export const REGEN_STATE_DIR = '/var/lib/regen';
+export const LOCK_DIR = `${REGEN_STATE_DIR}/lock`;
+export const MIRROR_DIR = `${REGEN_STATE_DIR}/runs`;
 
 /** The files the wipe removes, per profile (also what the backup keeps). */
 export const SD_CONFIG_DIR = '/etc/zextras/service-discover';

@@ -10,6 +10,7 @@ import type { ProgressEvent } from '../adapters/terminal/events.js';
 import type { RunStatus, Store } from '../store/types.js';
 import { makeActors, type ActorHooks } from './actors.js';
 import type { JournalHooks } from './durable.js';
+import type { ClusterGuard } from './cluster-run.js';
 import { DivergenceError, NeedsOperatorError, RegenError, StoreError, toErrorRecord, type ErrorRecord } from './errors.js';
 import type { Inventory, NodePort } from './port.js';
 import type { Warning } from './plan.js';
@@ -39,6 +40,8 @@ export interface RunDeps {
   maxRecoveries?: number;
   heartbeatMs?: number;
   actorHooks?: ActorHooks;
+  /** The lock on the nodes and the journal's mirror there (machines/cluster-run.ts); absent: local state only. */
+  cluster?: ClusterGuard;
 }
 
 export interface RunResult {
@@ -72,11 +75,13 @@ export async function startRun(deps: RunDeps, args: { inventory: Inventory; opti
   const lockArgs = { cluster: args.inventory.cluster, runId, pid: process.pid, host: hostname() };
   deps.store.acquireLock(lockArgs);
   try {
+    await deps.cluster?.acquire({ runId, inventory: args.inventory, takeOver: false }); // cluster lock, before anything is recorded
     deps.store.createRun({ id: runId, cluster: args.inventory.cluster, machineVersion: MACHINE_VERSION, inventoryJson: JSON.stringify(args.inventory), optionsJson: JSON.stringify(args.options) });
     for (const n of args.inventory.nodes) {
       deps.store.upsertNode({ runId, name: n.name, sshHost: n.sshHost, role: null, kind: n.kind ?? null, profile: null, address: n.address ?? null, bindAddress: null, fqdn: null });
     }
   } catch (err) {
+    await deps.cluster?.release();
     deps.store.releaseLock(args.inventory.cluster, runId);
     throw err;
   }
@@ -151,6 +156,15 @@ async function drive(
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const emit = (e: RunEvent) => deps.onEvent?.(e);
   const cluster = start.input.inventory.cluster;
+  if (resumed) {
+    // A resume takes the cluster lock over from its own run's dead process (machines/cluster-lock.ts).
+    try {
+      await deps.cluster?.acquire({ runId, inventory: start.input.inventory, takeOver: true });
+    } catch (err) {
+      store.releaseLock(cluster, runId);
+      throw err;
+    }
+  }
   // If the lock is taken away (regen unlock by another operator), this run must not send another command.
   let lockLost: unknown = null;
   const heartbeat = setInterval(() => {
@@ -258,6 +272,7 @@ async function drive(
         if (state !== lastState) emit({ type: 'run.state', runId, state, at: now(), ...(ctx.leader ? { leader: ctx.leader } : {}) });
         lastState = state;
         deps.afterTransition?.(seq, state);
+        deps.cluster?.afterPersist(); // the journal's mirror on the nodes (machines/mirror.ts)
       } catch (err) {
         persistError ??= err;
       }
@@ -313,6 +328,7 @@ async function drive(
       break;
     }
   } catch (err) {
+    await deps.cluster?.release();
     store.releaseLock(cluster, runId);
     throw err;
   } finally {
@@ -322,6 +338,7 @@ async function drive(
   }
 
   if (persistError) {
+    await deps.cluster?.release();
     store.releaseLock(cluster, runId);
     throw new StoreError(`could not record the run's progress: ${toErrorRecord(persistError).message}`, 'the database may be full or damaged; the journal holds everything up to this point: regen resume when fixed', persistError);
   }
@@ -337,6 +354,7 @@ async function drive(
   const run = store.getRun(runId);
   const downtimeMs = run?.downtimeStartedAt ? (run.downtimeEndedAt ?? now()) - run.downtimeStartedAt : undefined;
   if (status !== 'running') emit({ type: 'run.finished', runId, status, at: now(), ...(downtimeMs === undefined ? {} : { downtimeMs }) });
+  await deps.cluster?.release();
   store.releaseLock(cluster, runId);
   return { runId, status, state, context: snap.context, error };
 }

@@ -19,6 +19,7 @@ import type {
 import { MASK, Secret } from '../secrets/secret.js';
 import type { ExecOptions, ExecResult, Remote } from '../ssh/remote.js';
 import * as cmd from './commands.js';
+import { clusterStateMethods } from './cluster-state.js';
 import {
   parseBackup,
   parseCredentialsSha256,
@@ -379,6 +380,9 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
       if (problem !== null) throw problem;
       if (res.code !== 0) throw failed(node, `consul acl token delete -id ${accessorId}`, res, undefined, secret);
     },
+
+    // regen's lock and run mirrors on the node (cluster-state.ts)
+    ...clusterStateMethods(run),
 
     async close(): Promise<void> {
       const all = [...open.values()];

@@ -182,7 +182,15 @@ async function effectPresent(lab: Lab, step: string, node: string): Promise<bool
  * One kill point on a fresh lab: start regen, kill it, resume until exit 0 (at most MAX_RESUMES; the first resume
  * of every third point is itself killed part way), then check the mesh.
  */
-export async function runPoint(root: string, topo: Topology, point: KillPoint, index: number, log: SweepLog = () => undefined): Promise<PointResult> {
+export async function runPoint(
+  root: string,
+  topo: Topology,
+  point: KillPoint,
+  index: number,
+  log: SweepLog = () => undefined,
+  /** lost-db: the database is deleted right after the kill and the run is resumed from the nodes' mirror (resumeLostDb). */
+  mode: 'keep-db' | 'lost-db' = 'keep-db',
+): Promise<PointResult> {
   const t0 = Date.now();
   const lab = await freshLab(root, topo, `pt-${topo.name}`);
   const result: PointResult = {
@@ -218,6 +226,7 @@ export async function runPoint(root: string, topo: Topology, point: KillPoint, i
       await labFault(lab.dir, { kind: 'latency', node: point.node, key: point.key, ms: 0 });
       if (first.killed) result.effectAfterKill = await effectPresent(lab, point.step, point.node);
     }
+    if (mode === 'lost-db') return await resumeLostDb(lab, first, file, secret, before, result);
     let code = first.code;
     for (let i = 0; code !== 0 && runStatus(db) !== 'done' && i < MAX_RESUMES; i++) {
       const killThisOne = i === 0 && index % 3 === 2;
@@ -243,6 +252,36 @@ export async function runPoint(root: string, topo: Topology, point: KillPoint, i
     await dropLab(lab).catch((e: unknown) => result.problems.push(`down: ${String(e)}`));
     result.ms = Date.now() - t0;
   }
+  return result;
+}
+
+/**
+ * The database is gone: `regen resume --from-cluster` into a fresh one. When the kill came before anything was
+ * mirrored (the run had changed nothing yet), the operator's way on is what the refusal says: `regen unlock -i`
+ * for the dead process's lock, then a new start.
+ */
+async function resumeLostDb(lab: Lab, first: RegenOutcome, file: string, secret: string, before: Awaited<ReturnType<typeof snapshotFiles>>, result: PointResult): Promise<PointResult> {
+  const lost = path.join(lab.dir, 'regen.db');
+  for (const f of [lost, `${lost}-wal`, `${lost}-shm`]) fs.rmSync(f, { force: true });
+  const db = path.join(lab.dir, 'fresh.db');
+  let code = first.code;
+  for (let i = 0; code !== 0 && runStatus(db) !== 'done' && i < MAX_RESUMES; i++) {
+    const r = await runRegen([...resumeArgs(lab, file, ['--from-cluster', '-i', lab.inventory], db), '--json']);
+    result.resumes++;
+    result.resumeExitCodes.push(r.code ?? -1);
+    code = r.code;
+    if (r.code !== 0 && /no valid run mirror/.test(r.stderr)) {
+      const unlock = await runRegen(['unlock', '--cluster', lab.cluster, '-i', lab.inventory, '--ssh-config', lab.sshConfig, '--known-hosts', lab.knownHosts, '--db', db]);
+      result.resumeExitCodes.push(unlock.code ?? -1);
+      code = (await runRegen([...startArgs(lab, file, [], db), '--json'])).code;
+    }
+  }
+  const health = await checkHealth(lab, db, secret, before);
+  if (code !== 0 && runStatus(db) !== 'done') health.problems.unshift(`still not done after ${result.resumes} resumes from the cluster (last exit ${code})`);
+  result.healthy = health.problems.length === 0;
+  result.problems = health.problems;
+  result.journal = health.journal;
+  result.probed = health.probed;
   return result;
 }
 

@@ -4,12 +4,15 @@
 import { UsageError } from '../../machines/errors.js';
 import { abortRun } from '../../machines/runner.js';
 import type { Io } from '../io.js';
-import { openRegenStore } from '../wiring.js';
+import { makeNodePort, openRegenStore } from '../wiring.js';
+import type { ConnectOptions } from '../main.js';
+import type { Store } from '../../store/types.js';
 import { EXIT } from '../exit-codes.js';
 
-export async function unlock(o: { db: string | undefined; cluster: string }, io: Io): Promise<number> {
+export async function unlock(o: { db: string | undefined; cluster: string; inventory?: string; connect?: ConnectOptions }, io: Io): Promise<number> {
   const store = await openRegenStore(o.db, io.env);
   try {
+    if (o.inventory !== undefined && o.connect !== undefined) await unlockNodes(o.cluster, o.inventory, o.connect, store, io);
     const lock = store.getLock(o.cluster);
     if (!lock) {
       io.err(`regen: cluster ${o.cluster} has no lock; nothing to do\n`);
@@ -34,6 +37,20 @@ export async function unlock(o: { db: string | undefined; cluster: string }, io:
     return EXIT.ok;
   } finally {
     store.close();
+  }
+}
+
+/** The cluster lock on the nodes: removed only when stale (machines/cluster-lock.ts). */
+async function unlockNodes(cluster: string, inventoryPath: string, connect: ConnectOptions, store: Store, io: Io): Promise<void> {
+  const { loadInventory } = await import('../../adapters/inventory/index.js');
+  const { unlockCluster } = await import('../../machines/cluster-lock.js');
+  const inventory = loadInventory(inventoryPath, { format: 'auto' });
+  const port = await makeNodePort(inventory, connect, store, io);
+  try {
+    const removed = await unlockCluster(port, inventory.nodes.map((n) => n.name), cluster);
+    io.err(removed.length === 0 ? `regen: no cluster lock of ${cluster} on the nodes\n` : `regen: removed the cluster lock on the nodes:\n  - ${removed.join('\n  - ')}\n`);
+  } finally {
+    await port.close();
   }
 }
 

@@ -17,12 +17,15 @@ export interface ResumeOptions extends ConnectOptions {
   maxRecoveries: number;
   yes: boolean;
   makePort?: PortFactory;
+  /** --from-cluster: import the run from the nodes' mirrors first (cli/from-cluster.ts); needs the inventory. */
+  fromCluster?: { inventory: string };
   runDeps?: Partial<Pick<RunDeps, 'now' | 'sleep' | 'convergeTimeoutMs' | 'journalHooks' | 'afterTransition' | 'heartbeatMs'>>;
 }
 
 export async function resume(o: ResumeOptions, io: Io): Promise<number> {
   const store = await openRegenStore(o.db, io.env);
   try {
+    if (o.fromCluster) o = { ...o, run: await (await import('../from-cluster.js')).importFromCluster({ ...o, inventory: o.fromCluster.inventory }, store, io) };
     const run = o.run ? store.getRun(o.run) : store.latestUnfinishedRun();
     if (!run) {
       throw new UsageError(o.run ? `no run ${o.run} in ${store.path}` : `no unfinished run in ${store.path}`, 'regen runs lists the runs; --db selects another database');
@@ -37,12 +40,14 @@ export async function resume(o: ResumeOptions, io: Io): Promise<number> {
       );
     }
     const inventory = JSON.parse(run.inventoryJson) as Inventory;
-    const port = await (o.makePort ?? makeNodePort)(inventory, o, store, io);
+    const port0 = await (o.makePort ?? makeNodePort)(inventory, o, store, io);
+    const cluster = await (await import('../cluster.js')).makeClusterRun(port0, store, io, o.runDeps?.heartbeatMs);
+    const port = cluster.port;
     // A run that stopped at its confirmation asks again (nothing has changed yet).
     return await operate(
       io,
       { json: o.json, yes: o.yes },
-      (ui) => resumeRun({ store, port, secret, maxRecoveries: o.maxRecoveries, ...o.runDeps, ...ui }, run.id),
+      (ui) => resumeRun({ store, port, secret, maxRecoveries: o.maxRecoveries, ...o.runDeps, ...ui, cluster: cluster.guard }, run.id),
       () => port.close(),
     );
   } finally {

@@ -74,10 +74,14 @@ export async function start(o: StartOptions, io: Io): Promise<number> {
   io.err(`regen: the new mesh secret comes from ${secretSource}\n`);
   const store: Store = o.store ?? (await openRegenStore(o.db, io.env));
   const port: NodePort = await (o.makePort ?? makeNodePort)(inventory, o, store, io);
+  const clusterState = await import('../cluster.js');
+  // After the local lock, with the cluster lock, a cluster left mid-procedure is named with the way to resume it.
+  const precheck = async (): Promise<void> => clusterState.refuseHalfDone(await clusterState.readClusterFindings(port, inventory), store);
+  const cluster = await clusterState.makeClusterRun(port, store, io, o.runDeps?.heartbeatMs, precheck);
   return operate(
     io,
     { json: o.json, yes: o.yes, secretSource },
-    (ui) => startRun({ store, port, secret, ...o.runDeps, ...ui }, { inventory, options, ...(o.runId === undefined ? {} : { runId: o.runId }) }),
+    (ui) => startRun({ store, port: cluster.port, secret, ...o.runDeps, ...ui, cluster: cluster.guard }, { inventory, options, ...(o.runId === undefined ? {} : { runId: o.runId }) }),
     async () => {
       await port.close();
       if (!o.store) store.close();
@@ -93,7 +97,12 @@ async function plan(o: StartOptions, io: Io, inventory: Inventory, options: RunO
   const store: Store = o.store ?? (await openRegenStore(':memory:'));
   const port: NodePort = await (o.makePort ?? makeNodePort)(inventory, o, store, io);
   try {
-    const { context, problems } = await makePlan({ port, store, inventory, options });
+    const clusterState = await import('../cluster.js');
+    const findings = clusterState.findingsAsProblems(await clusterState.readClusterFindings(port, inventory), null);
+    // A cluster left mid-procedure has no plan of its own (its leader is down): what the nodes say is the answer.
+    const made = findings.some((p) => p.kind === 'needs-operator') ? { context: null, problems: [] } : await makePlan({ port, store, inventory, options });
+    const context = made.context;
+    const problems = [...findings, ...made.problems];
     if (o.json) io.out(`${JSON.stringify({ type: 'plan', plan: planJson(context, problems), secretSource })}\n`);
     else io.out(`${renderPlan(context, { color: io.isTTY, verbose: o.verbose ?? false, problems })}mesh secret source: ${secretSource}\n`);
     if (problems.length === 0) return EXIT.ok;

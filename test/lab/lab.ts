@@ -89,7 +89,7 @@ export const NODE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
 const CLAIMS = '/run/regen-lab/subnets';
 const MAX_NODES = 30;
 /** Paths bind-mounted inside every node: a lab dir or a repo under one of them would be invisible there. */
-const SHADOWED = ['/etc/zextras', '/var/lib/service-discover', '/opt/zextras', '/root', '/var/backups', '/etc/regen-lab', '/usr/local/sbin'];
+const SHADOWED = ['/etc/zextras', '/var/lib/service-discover', '/opt/zextras', '/root', '/var/backups', '/etc/regen-lab', '/usr/local/sbin', '/var/lib/regen'];
 
 function isCompiled(): boolean {
   return fileURLToPath(import.meta.url).includes(`${path.sep}dist${path.sep}`);
@@ -629,6 +629,7 @@ function writeNodeFiles(
   fs.writeFileSync(path.join(r, 'root-home/.ssh/known_hosts'), k.knownHosts, { mode: 0o644 });
   fs.writeFileSync(path.join(r, 'root-home/.bashrc'), `PS1='root@\\h:\\w# '\n`);
   mk('backups');
+  mk('regen-state', 0o700);
   mk('lab');
   mk('run', 0o755);
   mk('bin');
@@ -723,12 +724,15 @@ async function startNodeInit(n: LabNode): Promise<void> {
     ['opt-zextras', '/opt/zextras'],
     ['root-home', '/root'],
     ['backups', '/var/backups'],
+    ['regen-state', '/var/lib/regen'],
     ['lab', '/etc/regen-lab'],
     ['bin', '/usr/local/sbin'],
     ['hosts', '/etc/hosts'],
   ];
   const script = [
     'set -e',
+    // regen's lock and mirrors (/var/lib/regen) are per node: the mount point is made once on the host.
+    'mkdir -p /var/lib/regen',
     ...binds.map(([src, dst]) => `mount --bind ${shq(path.join(r, src))} ${dst}`),
     `hostname ${n.short}`,
     `exec ${SSHD} -D -f ${shq(path.join(r, 'ssh', 'sshd_config'))} -E ${shq(path.join(r, 'sshd.log'))}`,

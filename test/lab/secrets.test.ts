@@ -108,12 +108,20 @@ describe.skipIf(skip !== null)('secrets never leak', { timeout: 300_000 }, () =>
       outputs.push(r.stdout, r.stderr);
     }
     keepDbFiles();
+    // The run mirrors and lock holders every node keeps under /var/lib/regen (read from the host side of the node).
+    const mirrorFiles: Array<{ where: string; bytes: Buffer }> = [];
+    for (const n of lab.nodes) {
+      const dir = join(n.root, 'regen-state');
+      const files = [join(dir, 'lock', 'holder'), ...(fs.existsSync(join(dir, 'runs')) ? fs.readdirSync(join(dir, 'runs')).map((f) => join(dir, 'runs', f)) : [])];
+      for (const f of files.filter((x) => fs.existsSync(x))) mirrorFiles.push({ where: `${n.name}:${f.slice(dir.length)}`, bytes: fs.readFileSync(f) });
+    }
 
     expect(secrets.size).toBe(12);
     const hits: string[] = [];
     for (const [what, value] of secrets) {
       outputs.forEach((o, i) => o.includes(value) && hits.push(`${what} in output ${i}`));
       dbCopies.forEach((b, i) => b.includes(value) && hits.push(`${what} in database file copy ${i}`));
+      for (const m of mirrorFiles) if (m.bytes.includes(value)) hits.push(`${what} in the node file ${m.where}`);
       for (const l of psLines) {
         if (!l.includes(value)) continue;
         const setupArgv = /service-discover(\.js)? setup /.test(l) && what.endsWith('mesh secret') && !what.startsWith('old');
@@ -124,5 +132,8 @@ describe.skipIf(skip !== null)('secrets never leak', { timeout: 300_000 }, () =>
     // The snapshots did see the documented exception, so they would have seen a leak too.
     expect(psLines.some((l) => l.includes(s1.secret) && /service-discover(\.js)? setup /.test(l))).toBe(true);
     expect(dbCopies.length).toBeGreaterThan(2);
+    // Every run left its mirror on the nodes, so the scan above read them.
+    const runIds = new Set(mirrorFiles.filter((m) => m.where.includes('/runs/')).map((m) => m.where.replace(/^.*\/runs\/(.*)\.json$/, '$1')));
+    expect(runIds.size).toBeGreaterThanOrEqual(3);
   });
 });

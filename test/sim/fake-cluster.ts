@@ -19,6 +19,7 @@ import type {
   TokenInfo,
 } from '../../machines/port.js';
 import { BACKUP_ROOT, UNHASHED } from '../../machines/port.js';
+import { fakeStateMethods } from './fake-cluster-state.js';
 import { CommandFailedError, NodeUnreachableError, OutcomeUnknownError } from '../../machines/errors.js';
 import { Secret } from '../../adapters/secrets/secret.js';
 import { FakeCrypto } from './fake-crypto.js';
@@ -719,6 +720,8 @@ export function createFakeCluster(opts: FakeClusterOptions = {}): FakeCluster {
           throw consulError(`Failed to delete token ${accessorId}`, 'http://127.0.0.1:8500/v1/acl/token', e);
         }
       }),
+
+    ...fakeStateMethods(call, fsOf, (node) => serviceActive(world, node)),
 
     close: () => Promise.resolve(),
   };
