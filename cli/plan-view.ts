@@ -7,6 +7,7 @@
  * script regen sends over SSH for it, built by adapters/carbonio/commands.ts (those never contain a secret: the
  * secret travels on the command's stdin).
  */
+import { setupWizardCommand, setupWizardSummary } from '../adapters/carbonio/setup-dialog.js';
 import * as cmd from '../adapters/carbonio/commands.js';
 import { pool } from '../machines/actors.js';
 import { toErrorRecord, type ErrorKind } from '../machines/errors.js';
@@ -16,7 +17,6 @@ import type { RegenContext, RunOptions } from '../machines/recovery.js';
 import { startRun } from '../machines/runner.js';
 import type { Store } from '../store/types.js';
 
-const MASK = '********';
 
 /** The run id a plan is made under: no run exists yet, so paths show a placeholder instead. */
 export const PLAN_RUN_ID = 'planned-run';
@@ -82,14 +82,11 @@ export function plannedSteps(ctx: RegenContext, n: PlannedNode): PlannedStep[] {
       ...(ctx.nodes.filter((x) => x.kind === 'server').length > 1
         ? [s('leader.raft-recovery', `write ${SD_HOME}/data/raft/peers.json naming this server alone (Consul outage recovery, as service-discover)`, [onNode(cmd.writeRaftRecovery(n.bindAddress))])]
         : []),
-      s('leader.setup', `service-discover setup ${n.bindAddress} --first-instance --password=${MASK}   (secret via stdin)`, [onNode(cmd.setupLeader(n.bindAddress), secret)]),
+      s('leader.setup', setupWizardSummary(true, n.bindAddress), [onNode(setupWizardCommand(true), `on a terminal: ${n.bindAddress}, then ${secret}, twice`)]),
       s('leader.verify', 'consul members   (token decrypted on the node from the new credentials)', [onNode(cmd.members(), secret)]),
     ];
   }
-  const setup =
-    n.kind === 'agent'
-      ? s('follower.setup', `service-discover setup --wizard   (bind ${n.bindAddress} and the secret on stdin)`, [onNode(cmd.setupAgentJoin(), `${n.bindAddress}, then ${secret}`)])
-      : s('follower.setup', `service-discover setup ${n.bindAddress} --password=${MASK}   (secret via stdin)`, [onNode(cmd.setupServerJoin(n.bindAddress), secret)]);
+  const setup = s('follower.setup', setupWizardSummary(false, n.bindAddress), [onNode(setupWizardCommand(false), `on a terminal: ${n.bindAddress}, then ${secret}`)]);
   return [
     backup,
     s('follower.copy-credentials', `${leader}:${CREDENTIALS_FILE} → this node (sha256 checked)`, [

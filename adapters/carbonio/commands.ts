@@ -55,7 +55,7 @@ const PREAMBLE = [
   'LC_ALL=C; export LC_ALL',
 ].join('\n');
 
-function script(...lines: string[]): string {
+export function script(...lines: string[]): string {
   return sh([PREAMBLE, ...lines].join('\n'));
 }
 
@@ -68,7 +68,7 @@ export function isIPv4(text: string): boolean {
   return IPV4.test(text);
 }
 
-function requireIPv4(address: string): string {
+export function requireIPv4(address: string): string {
   if (!IPV4.test(address)) throw new Error(`not an IPv4 address: ${JSON.stringify(address)}`);
   return address;
 }
@@ -384,36 +384,7 @@ export function wipe(profile: Profile): string {
   );
 }
 
-/**
- * First-instance setup. stdin: the mesh secret, one line.
- * service-discover takes a server's password only as `--password=`: the secret is read from stdin into a shell
- * variable here, so it is on the setup process's own argv on this node for the length of the setup, and never in
- * the command line that crosses SSH (nor in regen's audit).
- */
-export function setupLeader(bindAddress: string): string {
-  return script(
-    `IFS= read -r P || [ -n "$P" ] || { echo 'regen:no-secret-on-stdin' >&2; exit 64; }`,
-    `exec service-discover setup ${shq(requireIPv4(bindAddress))} --first-instance --password="$P"`,
-  );
-}
-
-/** Join as a mesh server. stdin: the mesh secret, one line (same argv limitation as setupLeader). */
-export function setupServerJoin(bindAddress: string): string {
-  return script(
-    `IFS= read -r P || [ -n "$P" ] || { echo 'regen:no-secret-on-stdin' >&2; exit 64; }`,
-    `exec service-discover setup ${shq(requireIPv4(bindAddress))} --password="$P"`,
-  );
-}
-
-/** Join as an agent with the wizard, which reads the bind address then the password from stdin. */
-export function setupAgentJoin(): string {
-  return script('exec service-discover setup --wizard');
-}
-
-/** stdin of setupAgentJoin. */
-export function agentWizardInput(bindAddress: string, secret: string): string {
-  return `${requireIPv4(bindAddress)}\n${secret}\n`;
-}
+// The setups run on a terminal: setup-dialog.ts.
 
 /**
  * Installs the credentials file from stdin: temporary file in the same directory (so the rename is atomic),

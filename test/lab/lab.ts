@@ -770,7 +770,8 @@ async function bringUpMesh(lab: Lab, secret: string, concurrency: number, log: (
   const leader = findNode(lab, lab.leader);
   const setup = async (n: LabNode, firstInstance: boolean): Promise<void> => {
     const argv = ['service-discover', 'setup', n.ip, ...(firstInstance ? ['--first-instance'] : []), `--password=${secret}`];
-    const r = await nodeExec(lab, n.name, argv, { timeoutMs: 120_000 });
+    // service-discover setup needs a terminal on stdin (pkg/term/term_unix.go): script(1) gives it one.
+    const r = await nodeExec(lab, n.name, ['script', '-qefc', argv.map(shq).join(' '), '/dev/null'], { timeoutMs: 120_000 });
     if (r.code !== 0) {
       throw new Error(`${n.name}: service-discover setup${firstInstance ? ' --first-instance' : ''} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
     }

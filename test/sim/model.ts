@@ -852,15 +852,24 @@ export interface SetupOptions {
   afterPrechecks?: () => void;
 }
 
+/**
+ * `preRun` (cmd/server and cmd/agent, command/setup: setup and setup-wizard alike, after the terminal check): `consul version` runs,
+ * the caller is root, main.json is absent.
+ */
+export function setupPreRun(w: World, node: string, uid: number): void {
+  const id = identity(w, node);
+  if (id.consulVersion === null) throw new SimError('unable to execute consul binary: exit status 1');
+  if (uid !== 0) throw new SimError('this command must be executed as root');
+  if (id.profile === 'current' && w.fs(node).exists(MAIN_JSON)) {
+    throw new SimError('setup of service-discover already performed, manually reset and try again');
+  }
+}
+
 /** The pre-checks, in order; throws the first failure. Returns the zimbra hostname. */
 export function setupPrechecks(w: World, node: string, o: SetupOptions): string {
   const id = identity(w, node);
   const fs = w.fs(node);
-  if (o.uid !== 0) throw new SimError('this command must be executed as root');
-  if (id.consulVersion === null) throw new SimError('unable to execute consul binary: exit status 1');
-  if (id.profile === 'current' && fs.exists(MAIN_JSON)) {
-    throw new SimError('setup of service-discover already performed, manually reset and try again');
-  }
+  setupPreRun(w, node, o.uid);
   if ((o.password ?? '') === '' && (o.bind ?? '') === '') throw new SimError('missing arguments');
   const bind = (o.bind ?? '').split('/')[0] ?? '';
   if (!id.interfaces.some((i) => i.name.toLowerCase() !== 'lo' && i.address === bind)) {
@@ -986,9 +995,8 @@ function writePassword(fs: NodeFs, password: string): void {
 }
 
 function startAgentOrFail(w: World, node: string): void {
-  // The older release restarts the unit (its runbook re-runs setup on followers it never stopped); the current
-  // one only starts it, a no-op on an active unit, which is why its runbook stops the service first.
-  if (identity(w, node).profile === 'legacy' && upAgent(w, node) !== null) stopAgent(w, node);
+  // systemd StartUnit(unit, "replace") over D-Bus (pkg/systemd/util.go, every tag v0.1.1 … 0.7.2): a no-op on an
+  // active unit; nothing restarts it, which is why the runbooks stop the service first.
   try {
     startAgent(w, node);
   } catch (e) {
