@@ -77,7 +77,7 @@ export function plannedSteps(ctx: RegenContext, n: PlannedNode): PlannedStep[] {
       s('leader.reset-index', 'consul acl bootstrap   (reads "reset index: N" from the 403 answer)', [onNode(cmd.readResetIndex())]),
       s('leader.reset-file', `runuser -u service-discover -- sh -c 'echo N > ${RESET_FILE}'`, [onNode(cmd.writeResetFile(INDEX_PLACEHOLDER))]),
       s('leader.stop', 'systemctl stop service-discover', [onNode(cmd.stopService())]),
-      s('leader.wipe', wipeCommand(n.profile), [onNode(cmd.wipe(n.profile))]),
+      s('leader.wipe', wipeCommand(n.wipeSet ?? n.profile), [onNode(cmd.wipe(n.wipeSet ?? n.profile))]),
       // As the machine does (guard severalServers): with one server the raft needs no recovery.
       ...(ctx.nodes.filter((x) => x.kind === 'server').length > 1
         ? [s('leader.raft-recovery', `write ${SD_HOME}/data/raft/peers.json naming this server alone (Consul outage recovery, as service-discover)`, [onNode(cmd.writeRaftRecovery(n.bindAddress))])]
@@ -94,7 +94,7 @@ export function plannedSteps(ctx: RegenContext, n: PlannedNode): PlannedStep[] {
       onNode(cmd.writeCredentials(SHA_PLACEHOLDER), 'the leader\'s new cluster-credentials.tar.gpg'),
     ]),
     s('follower.stop', 'systemctl stop service-discover', [onNode(cmd.stopService())]),
-    s('follower.wipe', wipeCommand(n.profile), [onNode(cmd.wipe(n.profile))]),
+    s('follower.wipe', wipeCommand(n.wipeSet ?? n.profile), [onNode(cmd.wipe(n.wipeSet ?? n.profile))]),
     setup,
     s('follower.verify', `consul members on ${leader}: this node alive`, [{ node: leader, script: cmd.members(), stdin: secret }]),
   ];
@@ -135,7 +135,7 @@ export function renderPlan(ctx: RegenContext | null, o: RenderPlanOptions): stri
     lines.push(`  backups: ${BACKUP_ROOT}/${run}/ on every node, before anything is removed`);
     lines.push('');
     for (const n of orderedNodes(ctx)) {
-      lines.push(`${n.name}  ${n.role ?? '?'}  ${n.kind ?? '?'}  profile ${n.profile}  bind ${n.bindAddress}`);
+      lines.push(`${n.name}  ${n.role ?? '?'}  ${n.kind ?? '?'}  profile ${n.profile}  service-discover ${n.serviceDiscoverVersion ?? '?'} (setup-wizard)  bind ${n.bindAddress}`);
       for (const st of plannedSteps(ctx, n)) {
         lines.push(`    ${st.step.padEnd(26)} ${st.command}`);
         if (o.verbose) {
@@ -177,7 +177,7 @@ export function planJson(ctx: RegenContext | null, problems: PlanProblem[] = [])
     nodes:
       ctx === null
         ? []
-        : orderedNodes(ctx).map((n) => ({ name: n.name, role: n.role, kind: n.kind, profile: n.profile, bindAddress: n.bindAddress, steps: plannedSteps(ctx, n) })),
+        : orderedNodes(ctx).map((n) => ({ name: n.name, role: n.role, kind: n.kind, profile: n.profile, serviceDiscoverVersion: n.serviceDiscoverVersion ?? null, setupPath: 'setup-wizard', bindAddress: n.bindAddress, steps: plannedSteps(ctx, n) })),
     warnings: ctx?.warnings ?? [],
     problems,
   };

@@ -44,6 +44,8 @@ export interface Inventory {
   leader?: string;
   /** The directory server named by the inventory (a hint: the leader is often, not always, this node). */
   directoryServer?: string;
+  /** Operator override: plan nodes whose service-discover release regen was not tested against. */
+  allowUntestedVersion?: boolean;
 }
 
 /** What a read-only inspection of a node tells (preflight). */
@@ -73,6 +75,8 @@ export interface NodeFacts {
   configuredBindAddress: string | null;
   /** `consul version` first line, e.g. "Consul v1.9.3"; null if it failed. */
   consulVersion: string | null;
+  /** The service-discover package's version (dpkg-query / rpm), e.g. "0.7.2-1"; null if no package manager knew it. */
+  serviceDiscoverPackage: string | null;
 }
 
 /** Result of reading the ACL reset index with `consul acl bootstrap`. */

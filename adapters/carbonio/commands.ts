@@ -156,6 +156,8 @@ export function inspect(): string {
     `kv credentials_sha256 "$(${CREDENTIALS_SHA})"`,
     `kv bind_addr "$(${CONFIG_BIND_ADDR}\n)"`,
     `kv consul_version "$(consul version 2>/dev/null | head -n 1)"`,
+    // The release is the package's version: `service-discover version` prints a constant at every tag.
+    `kv sd_package "$({ dpkg-query -W --showformat='\${Version}\\n' service-discover-server service-discover-agent || rpm -q --qf '%{VERSION}\\n' service-discover-server service-discover-agent; } 2>/dev/null | grep -E '^[0-9]' | head -n 1)"`,
     `if [ -x ${CARBONIO_CLI} ]; then kv profile current; elif [ -x ${ZMPROV_CLI} ]; then kv profile legacy; else kv profile none; fi`,
     'kv end 1',
   );

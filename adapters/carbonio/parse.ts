@@ -50,6 +50,7 @@ const SINGLE_KEYS = [
   'credentials_sha256',
   'bind_addr',
   'consul_version',
+  'sd_package',
   'profile',
   'end',
 ] as const;
@@ -145,6 +146,7 @@ export function parseInspect(output: string, node: string): NodeFacts {
     credentialsSha256: sha === '' ? null : sha,
     configuredBindAddress: bind === '' ? null : bind,
     consulVersion: consulVersion === '' ? null : consulVersion,
+    serviceDiscoverPackage: get('sd_package') === '' ? null : get('sd_package'),
   };
 }
 

@@ -17,6 +17,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify as yamlStringify } from 'yaml';
 import { ClusterStateStore } from '../sim/state-store.js';
+import { DEFAULT_VERSION, credentialsInLdap, release } from '../sim/versions.js';
 
 export type LabProfile = 'current' | 'legacy';
 export type LabNodeKind = 'server' | 'agent';
@@ -40,6 +41,8 @@ export interface Lab {
   dir: string;
   cluster: string;
   profile: LabProfile;
+  /** The service-discover release every node has (test/sim/versions.ts). */
+  sdVersion: string;
   /** e.g. 198.18.7.0/24; the host is .1 on the bridge. */
   subnet: string;
   bridge: string;
@@ -60,6 +63,8 @@ export interface LabUpOptions {
   nodes: number;
   servers: number;
   profile: LabProfile;
+  /** Modelled service-discover release; default per profile (versions.ts DEFAULT_VERSION). */
+  sdVersion?: string;
   /** Nodes and sshd only; no `service-discover setup`. */
   mesh?: boolean;
   /** After the mesh is up, delete /var/lib/service-discover/password on the servers (the incident scenario). */
@@ -472,7 +477,7 @@ export async function labUp(opts: LabUpOptions): Promise<Lab> {
 /** The compiled simulated commands the wrappers exec: without them a node has no mesh. */
 export function assertSimulationBuilt(profile: LabProfile): void {
   const bin = path.join(REPO, 'dist', 'test', 'lab', 'bin');
-  const needed = ['consul', 'service-discover', 'systemctl', 'carbonio-cli', 'agent'];
+  const needed = ['consul', 'service-discover', 'systemctl', 'carbonio-cli', 'agent', 'dpkg-query'];
   const missing = needed.filter((n) => !fs.existsSync(path.join(bin, `${n}.js`)));
   if (missing.length > 0) {
     throw new Error(
@@ -504,6 +509,7 @@ async function build(dir: string, opts: LabUpOptions, mesh: boolean, log: (l: st
     dir,
     cluster: `lab-${names.hash}`,
     profile: opts.profile,
+    sdVersion: release(opts.sdVersion ?? DEFAULT_VERSION[opts.profile]).version,
     subnet: `198.18.${third}.0/24`,
     bridge: names.bridge,
     nodes,
@@ -597,6 +603,12 @@ async function build(dir: string, opts: LabUpOptions, mesh: boolean, log: (l: st
   return lab;
 }
 
+/** A file with exactly `mode`, whatever the umask of the process running the lab. */
+function writeMode(file: string, data: string | Buffer, mode: number): void {
+  fs.writeFileSync(file, data, { mode });
+  fs.chmodSync(file, mode);
+}
+
 function writeNodeFiles(
   lab: Lab,
   n: LabNode,
@@ -616,9 +628,9 @@ function writeNodeFiles(
   fs.chownSync(path.join(r, 'var-lib-sd', 'data'), k.sd.uid, k.sd.gid);
   mk('opt-zextras/bin');
   mk('opt-zextras/conf');
-  fs.writeFileSync(path.join(r, 'opt-zextras/conf/localconfig.xml'), localconfigXml(n.name), { mode: 0o640 });
+  writeMode(path.join(r, 'opt-zextras/conf/localconfig.xml'), localconfigXml(n.name), 0o640);
   fs.chownSync(path.join(r, 'opt-zextras/conf/localconfig.xml'), k.zx.uid, k.zx.gid);
-  fs.writeFileSync(path.join(r, 'opt-zextras/.profile'), 'PATH=/opt/zextras/bin:$PATH\nexport PATH\n');
+  writeMode(path.join(r, 'opt-zextras/.profile'), 'PATH=/opt/zextras/bin:$PATH\nexport PATH\n', 0o644);
   fs.chownSync(path.join(r, 'opt-zextras'), k.zx.uid, k.zx.gid);
   mk('root-home', 0o700);
   mk('root-home/.ssh', 0o700);
@@ -639,20 +651,22 @@ function writeNodeFiles(
     ip: n.ip,
     kind: n.kind,
     profile: lab.profile,
+    sdVersion: lab.sdVersion,
     labDir: lab.dir,
     clusterDir: path.join(lab.dir, 'cluster'),
     nodesDir: path.join(lab.dir, 'nodes'),
   };
-  fs.writeFileSync(path.join(r, 'lab/node.json'), `${JSON.stringify(nodeJson, null, 2)}\n`);
+  writeMode(path.join(r, 'lab/node.json'), `${JSON.stringify(nodeJson, null, 2)}\n`, 0o644);
   const wrappers: Array<[string, string]> = [
     ['bin/consul', 'consul.js'],
     ['bin/service-discover', 'service-discover.js'],
     ['bin/systemctl', 'systemctl.js'],
+    ['bin/dpkg-query', 'dpkg-query.js'],
     ['opt-zextras/bin/zmprov', 'carbonio-cli.js'],
   ];
   if (lab.profile === 'current') wrappers.push(['opt-zextras/bin/carbonio', 'carbonio-cli.js']);
-  for (const [rel, entry] of wrappers) fs.writeFileSync(path.join(r, rel), wrapper(entry), { mode: 0o755 });
-  fs.writeFileSync(path.join(r, 'hosts'), hostsFile(lab, n, false));
+  for (const [rel, entry] of wrappers) writeMode(path.join(r, rel), wrapper(entry), 0o755);
+  writeMode(path.join(r, 'hosts'), hostsFile(lab, n, false), 0o644);
   fs.writeFileSync(path.join(r, 'ssh/sshd_config'), sshdConfig(n));
 }
 
@@ -786,7 +800,7 @@ async function bringUpMesh(lab: Lab, secret: string, concurrency: number, log: (
     async (n) => {
       // service-discover before 0.1.7 (the legacy profile) does not fetch the credentials from LDAP: the
       // installation guide has the operator copy them from the first server before the setup.
-      if (lab.profile === 'legacy') {
+      if (!credentialsInLdap(lab.sdVersion, lab.profile)) {
         const dst = path.join(n.root, credentials);
         fs.copyFileSync(path.join(leader.root, credentials), dst);
         fs.chmodSync(dst, 0o600);

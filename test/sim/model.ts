@@ -10,6 +10,7 @@
  */
 import { createHash, randomBytes as nodeRandomBytes } from 'node:crypto';
 import type { MeshKind, Profile } from '../../machines/port.js';
+import { credentialsInLdap, mainJsonRefusal } from './versions.js';
 import {
   CONFIG_JSON,
   CREDENTIALS_FILE,
@@ -94,6 +95,8 @@ export interface NodeIdentity {
   interfaces: ReadonlyArray<{ name: string; address: string }>;
   /** e.g. "1.19.2"; null when `consul version` fails on the node. */
   consulVersion: string | null;
+  /** The service-discover release (test/sim/versions.ts); absent: the profile's default. */
+  sdVersion?: string;
 }
 
 export interface World {
@@ -860,9 +863,8 @@ export function setupPreRun(w: World, node: string, uid: number): void {
   const id = identity(w, node);
   if (id.consulVersion === null) throw new SimError('unable to execute consul binary: exit status 1');
   if (uid !== 0) throw new SimError('this command must be executed as root');
-  if (id.profile === 'current' && w.fs(node).exists(MAIN_JSON)) {
-    throw new SimError('setup of service-discover already performed, manually reset and try again');
-  }
+  const refusal = mainJsonRefusal(id.sdVersion, id.profile);
+  if (refusal !== null && w.fs(node).exists(MAIN_JSON)) throw new SimError(refusal);
 }
 
 /** The pre-checks, in order; throws the first failure. Returns the zimbra hostname. */
@@ -986,7 +988,8 @@ function firstInstance(w: World, node: string, host: string, bind: string, passw
   writePassword(fs, password);
   // Uploading to the directory (carbonioMeshCredentials) came with v0.1.7; the older Zextras release (legacy
   // profile) has the operator copy the file by hand, as its runbook says.
-  if (identity(w, node).profile === 'current') w.state.ldap.credentials = blob.toString('base64');
+  const id = identity(w, node);
+  if (credentialsInLdap(id.sdVersion, id.profile)) w.state.ldap.credentials = blob.toString('base64');
 }
 
 function writePassword(fs: NodeFs, password: string): void {
@@ -1025,7 +1028,8 @@ function join(w: World, node: string, host: string, bind: string, password: stri
   const fs = w.fs(node);
   const id = identity(w, node);
   let blob: Buffer | null;
-  if (id.profile === 'current') {
+  const viaLdap = credentialsInLdap(id.sdVersion, id.profile);
+  if (viaLdap) {
     // Since v0.1.7 the join downloads the credentials first, so the runbook's copy is redundant but harmless.
     const uploaded = w.state.ldap.credentials;
     if (uploaded === null) {
@@ -1042,7 +1046,7 @@ function join(w: World, node: string, host: string, bind: string, password: stri
   if (caPem === undefined || gossip === undefined || acl === undefined || !members.has('var/lib/service-discover/consul-agent-ca-key.pem')) {
     throw new SimError(`unable to read ${CREDENTIALS_FILE}: missing members`);
   }
-  if (id.profile === 'current') fs.write(CREDENTIALS_FILE, blob, { owner: 'root', group: 'root', mode: 0o600 });
+  if (viaLdap) fs.write(CREDENTIALS_FILE, blob, { owner: 'root', group: 'root', mode: 0o600 });
   fs.write(CA_PEM, caPem, { mode: 0o600 });
   strict(fs, CA_PEM);
   const role: MeshKind = id.kind;

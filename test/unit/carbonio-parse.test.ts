@@ -194,6 +194,7 @@ function inspectText(over: Record<string, string | null> = {}, extra: string[] =
     credentials_sha256: SHA_A,
     bind_addr: '10.77.0.11',
     consul_version: 'Consul v1.9.3',
+    sd_package: '0.7.2-1',
     profile: 'current',
   };
   const lines: string[] = [];
@@ -228,6 +229,7 @@ describe('parseInspect', () => {
       credentialsSha256: SHA_A,
       configuredBindAddress: '10.77.0.11',
       consulVersion: 'Consul v1.9.3',
+      serviceDiscoverPackage: '0.7.2-1',
     } satisfies NodeFacts);
   });
 
@@ -448,6 +450,7 @@ describe('chooseBindAddress', () => {
     credentialsSha256: null,
     configuredBindAddress: null,
     consulVersion: null,
+    serviceDiscoverPackage: '0.7.2-1',
     ...over,
   });
   const inv = (over: Partial<InventoryNode> = {}): InventoryNode => ({ name: 'mail1', sshHost: 'mail1.lab.example', ...over });

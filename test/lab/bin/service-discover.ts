@@ -8,7 +8,6 @@ import * as os from 'node:os';
 import { CREDENTIALS_FILE, SimError, bootstrapToken, meshServers, setup, setupPreRun } from '../../sim/model.js';
 import { TermEof, XTerm, agentWizard, serverWizard, type DialogInterface } from '../../sim/setup-dialog.js';
 import {
-  SD_VERSION,
   agentPid,
   applyLatency,
   consumeFailNextSetup,
@@ -188,9 +187,9 @@ async function main(argv: string[]): Promise<number> {
   // The wizard's latency knob (`service-discover setup`) acts after the dialog, where the real work is.
   if (cmd !== 'setup-wizard') await applyLatency(['service-discover', cmd]);
   switch (cmd) {
-    case '--version':
     case 'version':
-      process.stdout.write(`service-discover version ${SD_VERSION[self.profile]}\n`);
+      // pkg/command/version.go: the constant ApplicationVersion (0.1.0 at every tag) and no agent version.
+      process.stdout.write('service-discover version: 0.1.0\nagent version: N/A\n');
       return 0;
     case 'setup':
       return runSetup(self, rest);
