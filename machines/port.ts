@@ -122,7 +122,8 @@ export interface Member {
   /** "IP:8301" */
   address: string;
   status: 'alive' | 'leaving' | 'left' | 'failed' | 'unknown';
-  type: 'server' | 'client';
+  /** `unknown`: a member without a role tag (consul's command/members prints it so). */
+  type: 'server' | 'client' | 'unknown';
 }
 
 export interface TokenInfo {

@@ -156,7 +156,8 @@ export function parseInspect(output: string, node: string): NodeFacts {
  */
 export function parseServiceState(word: string, node?: string): boolean {
   const w = word.trim();
-  if (w === 'active' || w === 'reloading') return true;
+  // systemd 257 added `refreshing` (a running unit whose mount namespace is being refreshed): still running.
+  if (w === 'active' || w === 'reloading' || w === 'refreshing') return true;
   if (['inactive', 'failed', 'activating', 'deactivating', 'unknown', 'maintenance', ''].includes(w)) return false;
   throw unexpected('systemctl is-active', word, node);
 }
@@ -219,7 +220,8 @@ export function parseMembers(output: string, node?: string): Member[] {
     if (!/^(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]):\d{1,5}$/.test(address)) {
       throw unexpected('consul members (address)', output, node);
     }
-    if (type !== 'server' && type !== 'client') throw unexpected('consul members (type)', output, node);
+    // command/members/members.go prints `unknown` (and empty Build…Segment) for a member without a role tag.
+    if (type !== 'server' && type !== 'client' && type !== 'unknown') throw unexpected('consul members (type)', output, node);
     members.push({
       name,
       address,

@@ -144,6 +144,18 @@ describe('parseMembers', () => {
     ]);
   });
 
+  it('reads a member without a role tag, which consul prints as type unknown with empty columns', () => {
+    const out = [
+      'Node                      Address          Status  Type     Build   Protocol  DC   Partition  Segment',
+      'server-mail1-lab-example  10.77.0.11:8301  alive   server   1.21.1  2         dc1  default    <all>',
+      'mystery                   10.77.0.19:8301  alive   unknown',
+    ].join('\n');
+    expect(parseMembers(out).map((x) => [x.name, x.status, x.type])).toEqual([
+      ['server-mail1-lab-example', 'alive', 'server'],
+      ['mystery', 'alive', 'unknown'],
+    ]);
+  });
+
   it('reads an empty listing as no members', () => {
     expect(parseMembers('')).toEqual([]);
     expect(parseMembers('\n')).toEqual([]);
@@ -298,6 +310,7 @@ describe('parseInspect', () => {
 describe('small probes', () => {
   it('systemctl is-active words', () => {
     expect(parseServiceState('active\n')).toBe(true);
+    expect(parseServiceState('refreshing\n')).toBe(true);
     expect(parseServiceState('inactive\n')).toBe(false);
     expect(parseServiceState('failed')).toBe(false);
     expect(parseServiceState('activating')).toBe(false);
