@@ -49,6 +49,11 @@ export function planNodes(inventory: Inventory, facts: NodeFacts[]): { nodes: Pl
     if (!f.privileged) problems.push(`${inv.name}: commands do not run as root (log in as root, or give the user passwordless sudo)`);
     if (f.missingTools.length) problems.push(`${inv.name}: missing ${f.missingTools.join(', ')} (is service-discover installed on this node?)`);
     if (f.profile === null) problems.push(`${inv.name}: neither /opt/zextras/bin/carbonio nor /opt/zextras/bin/zmprov found; is this a Carbonio node?`);
+    if (f.directory?.state === 'unreachable') {
+      problems.push(`${inv.name}: the directory ${f.directory.url ?? ''} (ldap_master_url) does not answer from this node; service-discover setup connects to it first and would fail there`);
+    } else if (f.directory?.state === 'none') {
+      problems.push(`${inv.name}: /opt/zextras/conf/localconfig.xml names no ldap_master_url; service-discover setup needs the directory`);
+    }
     const release = releaseOf(f.serviceDiscoverPackage);
     const versionProblem = untestedVersion(inv.name, f.serviceDiscoverPackage, release, inventory.allowUntestedVersion === true);
     if (versionProblem !== null) problems.push(versionProblem);

@@ -77,6 +77,11 @@ export interface NodeFacts {
   consulVersion: string | null;
   /** The service-discover package's version (dpkg-query / rpm), e.g. "0.7.2-1"; null if no package manager knew it. */
   serviceDiscoverPackage: string | null;
+  /**
+   * The directory as setup reaches it (`ldap_master_url` in localconfig.xml, a TCP connection from the node):
+   * `ok`/`unreachable` with the URL tried last, `none` without the key; absent when not checked.
+   */
+  directory?: { state: 'ok' | 'unreachable' | 'none'; url: string | null };
 }
 
 /** Result of reading the ACL reset index with `consul acl bootstrap`. */

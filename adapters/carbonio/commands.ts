@@ -79,6 +79,8 @@ export function backupDir(runId: string): string {
   return `${BACKUP_ROOT}/${runId}`;
 }
 
+const LOCALCONFIG_XML = '/opt/zextras/conf/localconfig.xml';
+
 /** The files the wipe may remove, in backup order (the *.pem glob is expanded on the node). */
 export const BACKED_UP = [CONFIG_JSON, MAIN_JSON, CREDENTIALS_FILE, `${SD_HOME}/*.pem`, PASSWORD_FILE] as const;
 
@@ -158,6 +160,11 @@ export function inspect(): string {
     `kv consul_version "$(consul version 2>/dev/null | head -n 1)"`,
     // The release is the package's version: `service-discover version` prints a constant at every tag.
     `kv sd_package "$({ dpkg-query -W --showformat='\${Version}\\n' service-discover-server service-discover-agent || rpm -q --qf '%{VERSION}\\n' service-discover-server service-discover-agent; } 2>/dev/null | grep -E '^[0-9]' | head -n 1)"`,
+    // setup connects to a master LDAP URL first (service-discover pkg/carbonio/ldap.go): the same connection.
+    `D=$(sed -n '/name="ldap_master_url"/{n;s/.*<value>\\(.*\\)<\\/value>.*/\\1/p;}' ${LOCALCONFIG_XML} 2>/dev/null); R=none`,
+    'for u in $D; do hp=${u#*://}; hp=${hp%%/*}; h=${hp%:*}; p=${hp##*:}; [ "$p" = "$hp" ] && p=389',
+    '  if timeout 5 bash -c ": </dev/tcp/$h/$p" 2>/dev/null; then R="ok $u"; break; else R="unreachable $u"; fi',
+    'done; kv directory "$R"',
     `if [ -x ${CARBONIO_CLI} ]; then kv profile current; elif [ -x ${ZMPROV_CLI} ]; then kv profile legacy; else kv profile none; fi`,
     'kv end 1',
   );

@@ -51,6 +51,7 @@ const SINGLE_KEYS = [
   'bind_addr',
   'consul_version',
   'sd_package',
+  'directory',
   'profile',
   'end',
 ] as const;
@@ -147,6 +148,7 @@ export function parseInspect(output: string, node: string): NodeFacts {
     configuredBindAddress: bind === '' ? null : bind,
     consulVersion: consulVersion === '' ? null : consulVersion,
     serviceDiscoverPackage: get('sd_package') === '' ? null : get('sd_package'),
+    ...directoryFact(get('directory')),
   };
 }
 
@@ -154,6 +156,13 @@ export function parseInspect(output: string, node: string): NodeFacts {
  * `systemctl is-active` says one word. Only `active` counts as running; an empty answer (systemctl printed
  * nothing, e.g. the unit is unknown to an old systemd) is not running.
  */
+/** `ok URL` / `unreachable URL` / `none` → NodeFacts.directory (absent from an older inspect). */
+function directoryFact(text: string): Pick<NodeFacts, 'directory'> {
+  const [state = '', url = null] = text.split(' ');
+  if (state === 'ok' || state === 'unreachable' || state === 'none') return { directory: { state, url } };
+  return {};
+}
+
 export function parseServiceState(word: string, node?: string): boolean {
   const w = word.trim();
   // systemd 257 added `refreshing` (a running unit whose mount namespace is being refreshed): still running.

@@ -95,6 +95,9 @@ async function main(): Promise<void> {
         .command('hostname-loopback <node> <state>', '`hostname -i` answers 127.0.1.1 (on) or the node address (off)', {}, (a) =>
           fault(a.dir as string, { kind: 'hostname-loopback', node: String(a.node), on: String(a.state) === 'on' }),
         )
+        .command('directory <state>', 'the directory (LDAP endpoint every setup connects to) goes down or comes up', {}, (a) =>
+          fault(a.dir as string, { kind: 'directory', node: '', on: String(a.state) === 'up' }),
+        )
         .demandCommand(1, 'name a fault'),
     )
     .demandCommand(1, 'name a command: up, down, status or fault')

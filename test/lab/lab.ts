@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { stringify as yamlStringify } from 'yaml';
 import { ClusterStateStore } from '../sim/state-store.js';
 import { DEFAULT_VERSION, credentialsInLdap, release } from '../sim/versions.js';
+import { directoryDown, directoryUp, ldapMasterUrl } from './directory.js';
 
 export type LabProfile = 'current' | 'legacy';
 export type LabNodeKind = 'server' | 'agent';
@@ -379,12 +380,15 @@ function hostsFile(lab: Pick<Lab, 'nodes'>, self: Pick<LabNode, 'name' | 'short'
   return `${lines.join('\n')}\n`;
 }
 
-function localconfigXml(fqdn: string): string {
+function localconfigXml(fqdn: string, ldapMasterUrl: string): string {
   return `<?xml version="1.0" encoding="UTF-8"?>
 
 <localconfig>
   <key name="zimbra_server_hostname">
     <value>${fqdn}</value>
+  </key>
+  <key name="ldap_master_url">
+    <value>${ldapMasterUrl}</value>
   </key>
 </localconfig>
 `;
@@ -590,6 +594,7 @@ async function build(dir: string, opts: LabUpOptions, mesh: boolean, log: (l: st
 
   if (mesh) {
     const tMesh = Date.now();
+    await directoryUp(lab.dir, lab.subnet, REPO);
     await bringUpMesh(lab, secret, opts.concurrency ?? 8, log);
     lab.mesh = true;
     saveLab(lab);
@@ -628,7 +633,7 @@ function writeNodeFiles(
   fs.chownSync(path.join(r, 'var-lib-sd', 'data'), k.sd.uid, k.sd.gid);
   mk('opt-zextras/bin');
   mk('opt-zextras/conf');
-  writeMode(path.join(r, 'opt-zextras/conf/localconfig.xml'), localconfigXml(n.name), 0o640);
+  writeMode(path.join(r, 'opt-zextras/conf/localconfig.xml'), localconfigXml(n.name, ldapMasterUrl(lab.subnet)), 0o640);
   fs.chownSync(path.join(r, 'opt-zextras/conf/localconfig.xml'), k.zx.uid, k.zx.gid);
   writeMode(path.join(r, 'opt-zextras/.profile'), 'PATH=/opt/zextras/bin:$PATH\nexport PATH\n', 0o644);
   fs.chownSync(path.join(r, 'opt-zextras'), k.zx.uid, k.zx.gid);
@@ -879,6 +884,7 @@ export async function labDown(dir: string, opts: { keepDir?: boolean } = {}): Pr
 
   // Processes first: a node's mount namespace (and the nsfs mounts it copied) dies with its last process.
   report.killed += await killNetnsProcesses(...nsList);
+  if (await directoryDown(abs)) report.killed++;
   // An init that failed before joining its netns (or a lab.json pid whose netns is gone) is found by its cmdline.
   let lab: Lab | null = null;
   try {
@@ -1034,7 +1040,8 @@ export type LabFault =
   | { kind: 'sshd-stop'; node: string }
   | { kind: 'sshd-start'; node: string }
   | { kind: 'leader'; node: string }
-  | { kind: 'hostname-loopback'; node: string; on: boolean };
+  | { kind: 'hostname-loopback'; node: string; on: boolean }
+  | { kind: 'directory'; node: string; on: boolean };
 
 interface Faults {
   latencyMs?: Record<string, number>;
@@ -1058,6 +1065,11 @@ function editFaults(n: LabNode, edit: (f: Faults) => void): void {
 /** Inject or clear a fault; returns a line saying what was done. */
 export async function labFault(dir: string, fault: LabFault): Promise<string> {
   const lab = loadLab(dir);
+  if (fault.kind === 'directory') {
+    if (fault.on) await directoryUp(lab.dir, lab.subnet, REPO);
+    else await directoryDown(lab.dir);
+    return `directory ${ldapMasterUrl(lab.subnet)} ${fault.on ? 'up' : 'down'}`;
+  }
   const n = findNode(lab, fault.node);
   switch (fault.kind) {
     case 'latency': {

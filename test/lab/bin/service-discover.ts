@@ -4,8 +4,9 @@
  * `setup-wizard [--first-instance]` (the terminal dialog), `bootstrap-token`, `version`. Both setups need a terminal
  * on stdin, first of all, as `term.New` does. Errors print as kong prints them.
  */
+import * as net from 'node:net';
 import * as os from 'node:os';
-import { CREDENTIALS_FILE, SimError, bootstrapToken, meshServers, setup, setupPreRun } from '../../sim/model.js';
+import { CREDENTIALS_FILE, LOCALCONFIG, SimError, bootstrapToken, meshServers, setup, setupPreRun } from '../../sim/model.js';
 import { TermEof, XTerm, agentWizard, serverWizard, type DialogInterface } from '../../sim/setup-dialog.js';
 import {
   agentPid,
@@ -64,6 +65,51 @@ function dialogInterfaces(self: NodeJson): DialogInterface[] {
   }));
 }
 
+/** The localconfig's `ldap_master_url` values (space separated), none when the key is absent. */
+function ldapMasterUrls(self: NodeJson): string[] {
+  const xml = withWorld((w) => w.fs(self.name).read(LOCALCONFIG)?.toString('utf8') ?? '');
+  const m = /<key name="ldap_master_url">\s*<value>([^<]*)<\/value>/.exec(xml);
+  return (m?.[1] ?? '').split(/\s+/).filter((u) => u !== '');
+}
+
+function reachable(host: string, port: number): Promise<string | null> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    const t = setTimeout(() => {
+      s.destroy();
+      resolve('i/o timeout');
+    }, 5_000);
+    s.once('connect', () => {
+      clearTimeout(t);
+      s.destroy();
+      resolve(null);
+    });
+    s.once('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(t);
+      resolve(e.code === 'ECONNREFUSED' ? 'connect: connection refused' : e.message);
+    });
+  });
+}
+
+/**
+ * `RetrieveZimbraHostname` → `CheckServerAvailability(true)`: a connection to a master URL, the last error kept
+ * (pkg/carbonio/ldap.go `connect`, pkg/command/common.go). The go-ldap error text is *inferred*. A localconfig
+ * without the key (the namespace-less test lab) skips the check.
+ */
+async function checkDirectory(self: NodeJson): Promise<void> {
+  const urls = ldapMasterUrls(self);
+  let last = '';
+  for (const u of urls) {
+    const m = /^ldaps?:\/\/([^:/]+)(?::(\d+))?/.exec(u);
+    if (m === null) continue;
+    const [host, port] = [m[1] ?? '', Number(m[2] ?? 389)];
+    const err = await reachable(host, port);
+    if (err === null) return;
+    last = `LDAP Result Code 200 "Network Error": dial tcp ${host}:${port}: ${err}`;
+  }
+  if (urls.length > 0) throw fail(`unable to connect to ldap: failed to connect to ldap: ${last}`);
+}
+
 function runModelSetup(self: NodeJson, args: SetupArgs, uid: number): void {
   try {
     withWorld((w) =>
@@ -84,12 +130,23 @@ function runModelSetup(self: NodeJson, args: SetupArgs, uid: number): void {
   }
 }
 
+function preRun(self: NodeJson, uid: number): void {
+  try {
+    withWorld((w) => setupPreRun(w, self.name, uid));
+  } catch (e) {
+    if (e instanceof SimError) throw fail(e.message);
+    throw e;
+  }
+}
+
 /** `Setup.Run`: terminal, preRun, then the non-interactive setup (success prints nothing). */
 async function runSetup(self: NodeJson, argv: string[]): Promise<number> {
   const args = parseSetup(self, argv, false);
   requireTerminal();
   const term = openRawTerminal();
   try {
+    preRun(self, process.getuid?.() ?? 0);
+    if ((args.password ?? '') !== '' || (args.bind ?? '') !== '') await checkDirectory(self);
     runModelSetup(self, args, process.getuid?.() ?? 0);
   } finally {
     term.close();
@@ -111,12 +168,7 @@ async function runWizard(self: NodeJson, argv: string[]): Promise<number> {
   const uid = process.getuid?.() ?? 0;
   const term = openRawTerminal();
   try {
-    try {
-      withWorld((w) => setupPreRun(w, self.name, uid));
-    } catch (e) {
-      if (e instanceof SimError) throw fail(e.message);
-      throw e;
-    }
+    preRun(self, uid);
     const t = new XTerm(term.io);
     const first = self.kind === 'server' && (args.firstInstance || isFirstInstance(self));
     let answers;
@@ -129,6 +181,7 @@ async function runWizard(self: NodeJson, argv: string[]): Promise<number> {
       throw e;
     }
     await applyLatency(['service-discover', 'setup']);
+    await checkDirectory(self);
     runModelSetup(self, { ...args, bind: answers.bind, password: answers.password, firstInstance: first }, uid);
   } finally {
     term.close();
