@@ -123,9 +123,15 @@ export interface WizardAnswers {
  * The server's `setup-wizard` after its pre-checks: the banner, the bind address, then the password (twice for a
  * first instance, which must match).
  */
-export async function serverWizard(t: XTerm, interfaces: readonly DialogInterface[], firstInstance: boolean): Promise<WizardAnswers> {
+export async function serverWizard(
+  t: XTerm,
+  interfaces: readonly DialogInterface[],
+  firstInstance: boolean,
+  beforePassword: () => Promise<void> = () => Promise.resolve(),
+): Promise<WizardAnswers> {
   t.write(firstInstance ? FIRST_SERVER_BANNER : SECONDARY_SERVER_BANNER);
   const bind = await selectBindAddress(t, interfaces);
+  await beforePassword();
   if (!firstInstance) return { bind, password: await t.readLine(JOIN_PASSWORD_PROMPT, false) };
   const first = await t.readLine(FIRST_PASSWORD_PROMPT, false);
   const again = await t.readLine(SECOND_PASSWORD_PROMPT, false);
@@ -133,8 +139,13 @@ export async function serverWizard(t: XTerm, interfaces: readonly DialogInterfac
   return { bind, password: again };
 }
 
-/** The agent's `setup-wizard`: no banner, the bind address, the password once. */
-export async function agentWizard(t: XTerm, interfaces: readonly DialogInterface[]): Promise<WizardAnswers> {
+/** The agent's `setup-wizard`: no banner, the bind address, the password once. `beforePassword`: the lab's latency knob. */
+export async function agentWizard(
+  t: XTerm,
+  interfaces: readonly DialogInterface[],
+  beforePassword: () => Promise<void> = () => Promise.resolve(),
+): Promise<WizardAnswers> {
   const bind = await selectBindAddress(t, interfaces);
+  await beforePassword();
   return { bind, password: await t.readLine(JOIN_PASSWORD_PROMPT, false) };
 }

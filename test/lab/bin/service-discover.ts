@@ -173,7 +173,9 @@ async function runWizard(self: NodeJson, argv: string[]): Promise<number> {
     const first = self.kind === 'server' && (args.firstInstance || isFirstInstance(self));
     let answers;
     try {
-      answers = self.kind === 'server' ? await serverWizard(t, dialogInterfaces(self), first) : await agentWizard(t, dialogInterfaces(self));
+      // The lab's knob `service-discover setup-wizard password`: a pause inside the dialog, before the password prompt.
+      const pause = (): Promise<void> => applyLatency(['service-discover', 'setup-wizard', 'password']);
+      answers = self.kind === 'server' ? await serverWizard(t, dialogInterfaces(self), first, pause) : await agentWizard(t, dialogInterfaces(self), pause);
     } catch (e) {
       if (e instanceof SimError) throw fail(e.message);
       // term.MustRead panics on EOF (Ctrl-C, Ctrl-D, input closed): Go's panic text, exit 2.
