@@ -207,6 +207,7 @@ function inspectText(over: Record<string, string | null> = {}, extra: string[] =
     bind_addr: '10.77.0.11',
     consul_version: 'Consul v1.9.3',
     sd_package: '0.7.2-1',
+    directory: 'ok ldap://ldap.example.com:389',
     profile: 'current',
   };
   const lines: string[] = [];
@@ -242,7 +243,10 @@ describe('parseInspect', () => {
       configuredBindAddress: '10.77.0.11',
       consulVersion: 'Consul v1.9.3',
       serviceDiscoverPackage: '0.7.2-1',
+      directory: { state: 'ok', url: 'ldap://ldap.example.com:389' },
     } satisfies NodeFacts);
+    expect(parseInspect(inspectText({ directory: 'unreachable ldap://10.0.0.9:389' }), 'n').directory).toEqual({ state: 'unreachable', url: 'ldap://10.0.0.9:389' });
+    expect(parseInspect(inspectText({ directory: 'none' }), 'n').directory).toEqual({ state: 'none', url: null });
   });
 
   it('keeps IPv6 noise from hostname -i as a hint only, and never lists loopback addresses', () => {

@@ -55,4 +55,12 @@ describe('service-discover releases', () => {
     expect(allowed.nodes[0]?.wipeSet).toBe('current');
     expect(allowed.warnings.map((w) => w.message)).toContain('service-discover 0.5.0-1 is not a tested release; planned because --allow-untested-version was given');
   });
+
+  it('a node that cannot reach the directory, or names none, is a preflight problem', () => {
+    expect(() => planNodes(inventory(), [facts({ directory: { state: 'unreachable', url: 'ldap://10.0.0.9:389' } })])).toThrow(
+      /mail1: the directory ldap:\/\/10\.0\.0\.9:389 \(ldap_master_url\) does not answer from this node/,
+    );
+    expect(() => planNodes(inventory(), [facts({ directory: { state: 'none', url: null } })])).toThrow(/names no ldap_master_url/);
+    expect(planNodes(inventory(), [facts({ directory: { state: 'ok', url: 'ldap://10.0.0.9:389' } })]).nodes).toHaveLength(1);
+  });
 });
