@@ -62,6 +62,7 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
           .option('inventory-format', { choices: ['auto', 'yaml', 'json', 'ansible'] as const, default: 'auto' as const })
           .option('cluster', { type: 'string', describe: 'cluster name (Ansible inventories: default the file name)' })
           .option('leader', { type: 'string', describe: 'node to regenerate on, overriding leader detection' })
+          .option('allow-untested-version', { type: 'boolean', default: false, describe: 'plan nodes whose service-discover release regen was not tested against' })
           .option('yes', { alias: 'y', type: 'boolean', default: false, describe: 'confirm the mesh downtime without asking' })
           .option('parallel', { type: 'number', default: DEFAULT_PARALLEL, describe: 'followers set up at once (commands to one node share at most 8 SSH channels)' })
           .option('dry-run', { type: 'boolean', default: false, describe: 'print the plan and change nothing (same as regen plan)' })
@@ -79,6 +80,7 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
           .option('inventory-format', { choices: ['auto', 'yaml', 'json', 'ansible'] as const, default: 'auto' as const })
           .option('cluster', { type: 'string' })
           .option('leader', { type: 'string' })
+          .option('allow-untested-version', { type: 'boolean', default: false })
           .option('parallel', { type: 'number', default: DEFAULT_PARALLEL })
           .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'show the exact script of every step (what is sent over SSH; secrets go on stdin)' }),
       (a) => run(async () => (await import('./commands/start.js')).start({ ...toStartOptions({ ...a, yes: false, 'dry-run': true }), dryRun: true }, io)),
@@ -200,6 +202,7 @@ type StartArgs = Parameters<typeof connectFrom>[0] & {
   'inventory-format': 'auto' | 'yaml' | 'json' | 'ansible';
   cluster?: string;
   leader?: string;
+  'allow-untested-version'?: boolean;
   yes: boolean;
   parallel: number;
   'dry-run': boolean;
@@ -222,6 +225,7 @@ function toStartOptions(a: StartArgs) {
     inventoryFormat: a['inventory-format'],
     cluster: a.cluster,
     leader: a.leader,
+    allowUntestedVersion: a['allow-untested-version'] ?? false,
     yes: a.yes,
     parallel: a.parallel,
     dryRun: a['dry-run'],

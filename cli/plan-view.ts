@@ -7,6 +7,7 @@
  * script regen sends over SSH for it, built by adapters/carbonio/commands.ts (those never contain a secret: the
  * secret travels on the command's stdin).
  */
+import { setupWizardCommand, setupWizardSummary } from '../adapters/carbonio/setup-dialog.js';
 import * as cmd from '../adapters/carbonio/commands.js';
 import { pool } from '../machines/actors.js';
 import { toErrorRecord, type ErrorKind } from '../machines/errors.js';
@@ -18,7 +19,6 @@ import type { Store } from '../store/types.js';
 import { sanitizeDeep } from '../adapters/terminal/sanitize.js';
 import { shq } from '../adapters/carbonio/shell.js';
 
-const MASK = '********';
 
 /** The run id a plan is made under: no run exists yet, so paths show a placeholder instead. */
 export const PLAN_RUN_ID = 'planned-run';
@@ -79,19 +79,16 @@ export function plannedSteps(ctx: RegenContext, n: PlannedNode): PlannedStep[] {
       s('leader.reset-index', 'consul acl bootstrap   (reads "reset index: N" from the 403 answer)', [onNode(cmd.readResetIndex())]),
       s('leader.reset-file', `runuser -u service-discover -- sh -c 'echo N > ${RESET_FILE}'`, [onNode(cmd.writeResetFile(INDEX_PLACEHOLDER))]),
       s('leader.stop', 'systemctl stop service-discover', [onNode(cmd.stopService())]),
-      s('leader.wipe', wipeCommand(n.profile), [onNode(cmd.wipe(n.profile))]),
+      s('leader.wipe', wipeCommand(n.wipeSet ?? n.profile), [onNode(cmd.wipe(n.wipeSet ?? n.profile))]),
       // As the machine does (guard severalServers): with one server the raft needs no recovery.
       ...(ctx.nodes.filter((x) => x.kind === 'server').length > 1
         ? [s('leader.raft-recovery', `write ${SD_HOME}/data/raft/peers.json naming this server alone (Consul outage recovery, as service-discover)`, [onNode(cmd.writeRaftRecovery(n.bindAddress))])]
         : []),
-      s('leader.setup', `service-discover setup ${n.bindAddress} --first-instance --password=${MASK}   (secret via stdin)`, [onNode(cmd.setupLeader(n.bindAddress), secret)]),
+      s('leader.setup', setupWizardSummary(true, n.bindAddress), [onNode(setupWizardCommand(true), `on a terminal: ${n.bindAddress}, then ${secret}, twice`)]),
       s('leader.verify', 'consul members   (token decrypted on the node from the new credentials)', [onNode(cmd.members(), secret)]),
     ];
   }
-  const setup =
-    n.kind === 'agent'
-      ? s('follower.setup', `service-discover setup --wizard   (bind ${n.bindAddress} and the secret on stdin)`, [onNode(cmd.setupAgentJoin(), `${n.bindAddress}, then ${secret}`)])
-      : s('follower.setup', `service-discover setup ${n.bindAddress} --password=${MASK}   (secret via stdin)`, [onNode(cmd.setupServerJoin(n.bindAddress), secret)]);
+  const setup = s('follower.setup', setupWizardSummary(false, n.bindAddress), [onNode(setupWizardCommand(false), `on a terminal: ${n.bindAddress}, then ${secret}`)]);
   return [
     backup,
     s('follower.copy-credentials', `${leader}:${CREDENTIALS_FILE} → this node (sha256 checked)`, [
@@ -99,7 +96,7 @@ export function plannedSteps(ctx: RegenContext, n: PlannedNode): PlannedStep[] {
       onNode(cmd.writeCredentials(SHA_PLACEHOLDER), 'the leader\'s new cluster-credentials.tar.gpg'),
     ]),
     s('follower.stop', 'systemctl stop service-discover', [onNode(cmd.stopService())]),
-    s('follower.wipe', wipeCommand(n.profile), [onNode(cmd.wipe(n.profile))]),
+    s('follower.wipe', wipeCommand(n.wipeSet ?? n.profile), [onNode(cmd.wipe(n.wipeSet ?? n.profile))]),
     setup,
     s('follower.verify', `consul members on ${leader}: this node alive`, [{ node: leader, script: cmd.members(), stdin: secret }]),
   ];
@@ -141,7 +138,7 @@ export function renderPlan(raw: RegenContext | null, o: RenderPlanOptions): stri
     lines.push(`  backups: ${BACKUP_ROOT}/${run}/ on every node, before anything is removed`);
     lines.push('');
     for (const n of orderedNodes(ctx)) {
-      lines.push(`${n.name}  ${n.role ?? '?'}  ${n.kind ?? '?'}  profile ${n.profile}  bind ${n.bindAddress}`);
+      lines.push(`${n.name}  ${n.role ?? '?'}  ${n.kind ?? '?'}  profile ${n.profile}  service-discover ${n.serviceDiscoverVersion ?? '?'} (setup-wizard)  bind ${n.bindAddress}`);
       for (const st of plannedSteps(ctx, n)) {
         lines.push(`    ${st.step.padEnd(26)} ${st.command}`);
         if (o.verbose) {
@@ -183,7 +180,7 @@ export function planJson(ctx: RegenContext | null, problems: PlanProblem[] = [])
     nodes:
       ctx === null
         ? []
-        : orderedNodes(ctx).map((n) => ({ name: n.name, role: n.role, kind: n.kind, profile: n.profile, bindAddress: n.bindAddress, steps: plannedSteps(ctx, n) })),
+        : orderedNodes(ctx).map((n) => ({ name: n.name, role: n.role, kind: n.kind, profile: n.profile, serviceDiscoverVersion: n.serviceDiscoverVersion ?? null, setupPath: 'setup-wizard', bindAddress: n.bindAddress, steps: plannedSteps(ctx, n) })),
     warnings: ctx?.warnings ?? [],
     problems,
   };

@@ -6,6 +6,7 @@
 import { chooseBindAddress } from './bind-address.js';
 import { RegenError } from './errors.js';
 import type { Inventory, MeshKind, NodeFacts, Profile } from './port.js';
+import { TESTED_VERSIONS, isTested, releaseOf, wipeSetFor } from './versions.js';
 
 export interface PlannedNode {
   name: string;
@@ -18,6 +19,10 @@ export interface PlannedNode {
   role: 'leader' | 'follower' | null;
   /** sha256 of the credentials file before the run (null if absent): a setup probe compares against it. */
   credentialsSha256Before: string | null;
+  /** The service-discover release (e.g. "0.7.2"), null if unknown (machines/versions.ts). */
+  serviceDiscoverVersion?: string | null;
+  /** Whose wipe the release needs: 'current' = config.json, main.json, *.pem; 'legacy' = *.pem (versions.ts). */
+  wipeSet?: Profile;
 }
 
 export interface Warning {
@@ -44,6 +49,15 @@ export function planNodes(inventory: Inventory, facts: NodeFacts[]): { nodes: Pl
     if (!f.privileged) problems.push(`${inv.name}: commands do not run as root (log in as root, or give the user passwordless sudo)`);
     if (f.missingTools.length) problems.push(`${inv.name}: missing ${f.missingTools.join(', ')} (is service-discover installed on this node?)`);
     if (f.profile === null) problems.push(`${inv.name}: neither /opt/zextras/bin/carbonio nor /opt/zextras/bin/zmprov found; is this a Carbonio node?`);
+    if (f.directory?.state === 'unreachable') {
+      problems.push(`${inv.name}: the directory ${f.directory.url ?? ''} (ldap_master_url) does not answer from this node; service-discover setup connects to it first and would fail there`);
+    } else if (f.directory?.state === 'none') {
+      problems.push(`${inv.name}: /opt/zextras/conf/localconfig.xml names no ldap_master_url; service-discover setup needs the directory`);
+    }
+    const release = releaseOf(f.serviceDiscoverPackage);
+    const versionProblem = untestedVersion(inv.name, f.serviceDiscoverPackage, release, inventory.allowUntestedVersion === true);
+    if (versionProblem !== null) problems.push(versionProblem);
+    else if (!isTested(release)) warnings.push({ node: inv.name, message: `service-discover ${f.serviceDiscoverPackage ?? '(version unknown)'} is not a tested release; planned because --allow-untested-version was given` });
     let bind: { address: string } | { error: string };
     try {
       bind = chooseBindAddress(inv, f);
@@ -67,6 +81,8 @@ export function planNodes(inventory: Inventory, facts: NodeFacts[]): { nodes: Pl
         kind: inv.kind ?? null,
         role: null,
         credentialsSha256Before: f.credentialsSha256,
+        serviceDiscoverVersion: release,
+        wipeSet: wipeSetFor(release, f.profile),
       });
     }
   }
@@ -78,6 +94,13 @@ export function planNodes(inventory: Inventory, facts: NodeFacts[]): { nodes: Pl
     });
   }
   return { nodes, warnings };
+}
+
+/** A release outside the tested table is a problem unless the operator allowed it. */
+function untestedVersion(node: string, pkg: string | null, release: string | null, allowed: boolean): string | null {
+  if (allowed || isTested(release)) return null;
+  const what = pkg === null ? 'its service-discover version could not be read (dpkg-query / rpm)' : `service-discover ${pkg} is not a release regen was tested against`;
+  return `${node}: ${what} (tested: ${TESTED_VERSIONS.join(', ')}); pass --allow-untested-version to plan it anyway`;
 }
 
 function findDuplicates(xs: string[]): string[] {

@@ -44,6 +44,8 @@ export interface Inventory {
   leader?: string;
   /** The directory server named by the inventory (a hint: the leader is often, not always, this node). */
   directoryServer?: string;
+  /** Operator override: plan nodes whose service-discover release regen was not tested against. */
+  allowUntestedVersion?: boolean;
 }
 
 /** What a read-only inspection of a node tells (preflight). */
@@ -73,6 +75,13 @@ export interface NodeFacts {
   configuredBindAddress: string | null;
   /** `consul version` first line, e.g. "Consul v1.9.3"; null if it failed. */
   consulVersion: string | null;
+  /** The service-discover package's version (dpkg-query / rpm), e.g. "0.7.2-1"; null if no package manager knew it. */
+  serviceDiscoverPackage: string | null;
+  /**
+   * The directory as setup reaches it (`ldap_master_url` in localconfig.xml, a TCP connection from the node):
+   * `ok`/`unreachable` with the URL tried last, `none` without the key; absent when not checked.
+   */
+  directory?: { state: 'ok' | 'unreachable' | 'none'; url: string | null };
 }
 
 /** Result of reading the ACL reset index with `consul acl bootstrap`. */
@@ -119,7 +128,8 @@ export interface Member {
   /** "IP:8301" */
   address: string;
   status: 'alive' | 'leaving' | 'left' | 'failed' | 'unknown';
-  type: 'server' | 'client';
+  /** `unknown`: a member without a role tag (consul's command/members prints it so). */
+  type: 'server' | 'client' | 'unknown';
 }
 
 export interface TokenInfo {

@@ -174,9 +174,9 @@ export async function wipeNode(d: StepDeps, node: PlannedNode, step: 'leader.wip
     step,
     node: node.name,
     round,
-    probe: async () => ((await d.port.probeWipe(node.name, node.profile)) ? { state: 'done', result: null } : { state: 'not-done' }),
+    probe: async () => ((await d.port.probeWipe(node.name, node.wipeSet ?? node.profile)) ? { state: 'done', result: null } : { state: 'not-done' }),
     apply: async () => {
-      await d.port.wipe(node.name, node.profile);
+      await d.port.wipe(node.name, node.wipeSet ?? node.profile);
       return null;
     },
   });

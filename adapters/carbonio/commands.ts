@@ -56,7 +56,7 @@ const PREAMBLE = [
   'LC_ALL=C; export LC_ALL',
 ].join('\n');
 
-function script(...lines: string[]): string {
+export function script(...lines: string[]): string {
   return sh([PREAMBLE, ...lines].join('\n'));
 }
 
@@ -71,7 +71,7 @@ export function isIPv4(text: string): boolean {
   return IPV4.test(text);
 }
 
-function requireIPv4(address: string): string {
+export function requireIPv4(address: string): string {
   if (!IPV4.test(address)) throw new Error(`not an IPv4 address: ${JSON.stringify(address)}`);
   return address;
 }
@@ -81,6 +81,8 @@ export function backupDir(runId: string): string {
   if (!RUN_ID.test(runId)) throw new Error(`run id not usable as a directory name: ${JSON.stringify(runId)}`);
   return `${BACKUP_ROOT}/${runId}`;
 }
+
+const LOCALCONFIG_XML = '/opt/zextras/conf/localconfig.xml';
 
 /** The files the wipe may remove, in backup order (the *.pem glob is expanded on the node). */
 export const BACKED_UP = [CONFIG_JSON, MAIN_JSON, CREDENTIALS_FILE, `${SD_HOME}/*.pem`, PASSWORD_FILE] as const;
@@ -159,6 +161,13 @@ export function inspect(): string {
     `kv credentials_sha256 "$(${CREDENTIALS_SHA})"`,
     `kv bind_addr "$(${CONFIG_BIND_ADDR}\n)"`,
     `kv consul_version "$(consul version 2>/dev/null | head -n 1)"`,
+    // The release is the package's version: `service-discover version` prints a constant at every tag.
+    `kv sd_package "$({ dpkg-query -W --showformat='\${Version}\\n' service-discover-server service-discover-agent || rpm -q --qf '%{VERSION}\\n' service-discover-server service-discover-agent; } 2>/dev/null | grep -E '^[0-9]' | head -n 1)"`,
+    // setup connects to a master LDAP URL first (service-discover pkg/carbonio/ldap.go): the same connection.
+    `D=$(sed -n '/name="ldap_master_url"/{n;s/.*<value>\\(.*\\)<\\/value>.*/\\1/p;}' ${LOCALCONFIG_XML} 2>/dev/null); R=none`,
+    'for u in $D; do hp=${u#*://}; hp=${hp%%/*}; h=${hp%:*}; p=${hp##*:}; [ "$p" = "$hp" ] && p=389',
+    '  if timeout 5 bash -c ": </dev/tcp/$h/$p" 2>/dev/null; then R="ok $u"; break; else R="unreachable $u"; fi',
+    'done; kv directory "$R"',
     `if [ -x ${CARBONIO_CLI} ]; then kv profile current; elif [ -x ${ZMPROV_CLI} ]; then kv profile legacy; else kv profile none; fi`,
     'kv end 1',
   );
@@ -402,36 +411,7 @@ export function wipe(profile: Profile): string {
   );
 }
 
-/**
- * First-instance setup. stdin: the mesh secret, one line.
- * service-discover takes a server's password only as `--password=`: the secret is read from stdin into a shell
- * variable here, so it is on the setup process's own argv on this node for the length of the setup, and never in
- * the command line that crosses SSH (nor in regen's audit).
- */
-export function setupLeader(bindAddress: string): string {
-  return script(
-    `IFS= read -r P || [ -n "$P" ] || { echo 'regen:no-secret-on-stdin' >&2; exit 64; }`,
-    `exec service-discover setup ${shq(requireIPv4(bindAddress))} --first-instance --password="$P"`,
-  );
-}
-
-/** Join as a mesh server. stdin: the mesh secret, one line (same argv limitation as setupLeader). */
-export function setupServerJoin(bindAddress: string): string {
-  return script(
-    `IFS= read -r P || [ -n "$P" ] || { echo 'regen:no-secret-on-stdin' >&2; exit 64; }`,
-    `exec service-discover setup ${shq(requireIPv4(bindAddress))} --password="$P"`,
-  );
-}
-
-/** Join as an agent with the wizard, which reads the bind address then the password from stdin. */
-export function setupAgentJoin(): string {
-  return script('exec service-discover setup --wizard');
-}
-
-/** stdin of setupAgentJoin. */
-export function agentWizardInput(bindAddress: string, secret: string): string {
-  return `${requireIPv4(bindAddress)}\n${secret}\n`;
-}
+// The setups run on a terminal: setup-dialog.ts.
 
 /**
  * Installs the credentials file from stdin: temporary file in the same directory (so the rename is atomic),

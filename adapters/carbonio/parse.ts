@@ -51,6 +51,8 @@ const SINGLE_KEYS = [
   'credentials_sha256',
   'bind_addr',
   'consul_version',
+  'sd_package',
+  'directory',
   'profile',
   'end',
 ] as const;
@@ -146,6 +148,8 @@ export function parseInspect(output: string, node: string): NodeFacts {
     credentialsSha256: sha === '' ? null : sha,
     configuredBindAddress: bind === '' ? null : bind,
     consulVersion: consulVersion === '' ? null : consulVersion,
+    serviceDiscoverPackage: get('sd_package') === '' ? null : get('sd_package'),
+    ...directoryFact(get('directory')),
   };
 }
 
@@ -153,9 +157,17 @@ export function parseInspect(output: string, node: string): NodeFacts {
  * `systemctl is-active` says one word. Only `active` counts as running; an empty answer (systemctl printed
  * nothing, e.g. the unit is unknown to an old systemd) is not running.
  */
+/** `ok URL` / `unreachable URL` / `none` → NodeFacts.directory (absent from an older inspect). */
+function directoryFact(text: string): Pick<NodeFacts, 'directory'> {
+  const [state = '', url = null] = text.split(' ');
+  if (state === 'ok' || state === 'unreachable' || state === 'none') return { directory: { state, url } };
+  return {};
+}
+
 export function parseServiceState(word: string, node?: string): boolean {
   const w = word.trim();
-  if (w === 'active' || w === 'reloading') return true;
+  // systemd 257 added `refreshing` (a running unit whose mount namespace is being refreshed): still running.
+  if (w === 'active' || w === 'reloading' || w === 'refreshing') return true;
   if (['inactive', 'failed', 'activating', 'deactivating', 'unknown', 'maintenance', ''].includes(w)) return false;
   throw unexpected('systemctl is-active', word, node);
 }
@@ -218,7 +230,8 @@ export function parseMembers(output: string, node?: string): Member[] {
     if (!/^(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]):\d{1,5}$/.test(address)) {
       throw unexpected('consul members (address)', output, node);
     }
-    if (type !== 'server' && type !== 'client') throw unexpected('consul members (type)', output, node);
+    // command/members/members.go prints `unknown` (and empty Build…Segment) for a member without a role tag.
+    if (type !== 'server' && type !== 'client' && type !== 'unknown') throw unexpected('consul members (type)', output, node);
     members.push({
       name,
       address,

@@ -20,6 +20,7 @@ import { MASK, Secret } from '../secrets/secret.js';
 import type { ExecOptions, ExecResult, Remote } from '../ssh/remote.js';
 import * as cmd from './commands.js';
 import { clusterStateMethods } from './cluster-state.js';
+import { setupOnTerminalCommand, setupOnTerminalSteps, setupWizardCommand, setupWizardSteps } from './setup-dialog.js';
 import {
   parseBackup,
   parseCredentialsSha256,
@@ -48,6 +49,8 @@ export interface CarbonioPortOptions {
   setupTimeoutMs?: number;
   /** One line per notable event; never given a secret. */
   log?: (line: string) => void;
+  /** How a node's setup gets the secret: `setup-wizard` (default) or, for a version without it, `setup --password=` on a terminal. */
+  setupPath?: (node: string) => 'wizard' | 'argv-on-terminal';
 }
 
 const DEFAULT_TIMEOUT_MS = 60_000;
@@ -67,7 +70,7 @@ function secretLine(secret: Secret): string {
 }
 
 /** Builders throw plain Errors on values they refuse to quote into a command; those are usage errors. */
-function build(make: () => string): string {
+function build<T = string>(make: () => T): T {
   try {
     return make();
   } catch (err) {
@@ -134,9 +137,24 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
     return undefined;
   }
 
-  async function setup(node: string, what: string, command: string, stdin: string, secret: Secret): Promise<void> {
-    const res = await run(node, what, command, { stdin, timeoutMs: setupTimeoutMs });
-    if (res.code !== 0) throw failed(node, what, res, setupHint(res), secret);
+  /** setup / setup-wizard need a terminal: run on a pty, prompts answered in turn, output merged (setup-dialog.ts). */
+  async function setupOnTerminal(node: string, firstInstance: boolean, bindAddress: string, secret: Secret): Promise<void> {
+    secretLine(secret);
+    const wizard = (opts.setupPath?.(node) ?? 'wizard') === 'wizard';
+    const reveal = (): string => secret.reveal();
+    const command = build(() => (wizard ? setupWizardCommand(firstInstance) : setupOnTerminalCommand(firstInstance, bindAddress)));
+    const steps = build(() => (wizard ? setupWizardSteps(firstInstance, bindAddress, reveal) : setupOnTerminalSteps(reveal)));
+    const r = remote(node);
+    if (r.dialog === undefined) throw new UsageError(`the transport to ${node} cannot open a terminal, which service-discover setup needs`);
+    const what = wizard ? `service-discover setup-wizard${firstInstance ? ' --first-instance' : ''}` : `service-discover setup${firstInstance ? ' --first-instance' : ''}`;
+    const started = clock();
+    const redact = (text: string): string => text.split(secret.reveal()).join(MASK);
+    const res = await r.dialog(command, { steps, stepTimeoutMs: timeoutMs, finishTimeoutMs: setupTimeoutMs, redact });
+    log(`${node}: ${what} on a terminal exited ${res.code} after ${clock() - started} ms (${res.answered}/${steps.length} prompts answered)`);
+    if (res.code !== 0) {
+      const merged = { code: res.code, stdout: '', stderr: res.transcript.replace(/\r/g, ''), durationMs: res.durationMs };
+      throw failed(node, what, merged, setupHint(merged), secret);
+    }
   }
 
   const port: NodePort = {
@@ -333,19 +351,12 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
     },
 
     async setupLeader(node: string, bindAddress: string, secret: Secret): Promise<void> {
-      const command = build(() => cmd.setupLeader(bindAddress));
-      await setup(node, 'service-discover setup --first-instance', command, secretLine(secret), secret);
+      await setupOnTerminal(node, true, bindAddress, secret);
     },
 
-    async setupFollower(node: string, bindAddress: string, secret: Secret, kind: MeshKind): Promise<void> {
-      if (kind === 'server') {
-        const command = build(() => cmd.setupServerJoin(bindAddress));
-        await setup(node, 'service-discover setup (join as server)', command, secretLine(secret), secret);
-      } else {
-        const line = secretLine(secret);
-        const stdin = build(() => cmd.agentWizardInput(bindAddress, line.slice(0, -1)));
-        await setup(node, 'service-discover setup --wizard (agent)', cmd.setupAgentJoin(), stdin, secret);
-      }
+    async setupFollower(node: string, bindAddress: string, secret: Secret, _kind: MeshKind): Promise<void> {
+      // Server and agent packages ask the same questions for a join.
+      await setupOnTerminal(node, false, bindAddress, secret);
     },
 
     async probeSetup(node: string): Promise<SetupProbe> {

@@ -1,3 +1,4 @@
+import type { DialogOptions, DialogResult } from './pty-dialog.js';
 /**
  * What the Carbonio adapter needs from a transport: run a command on one node.
  * adapters/ssh/transport.ts implements it over ssh2; tests may implement it in memory.
@@ -33,6 +34,8 @@ export interface ExecOptions {
 export interface Remote {
   readonly node: string;
   exec(command: string, opts?: ExecOptions): Promise<ExecResult>;
+  /** The command on a pseudo-terminal, answered prompt by prompt (pty-dialog.ts); absent where no pty exists. */
+  dialog?(command: string, opts: DialogOptions): Promise<DialogResult>;
   close(): Promise<void>;
 }
 

@@ -7,6 +7,7 @@
  * Reconnecting happens only before a command starts; a command is never re-sent by the transport.
  */
 import { createHash } from 'node:crypto';
+import { driveDialog, openPtyChannel, wrapDialogCommand, type DialogOptions, type DialogResult } from './pty-dialog.js';
 import { readFile } from 'node:fs/promises';
 import { homedir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -398,6 +399,21 @@ export class SshTransport implements Remote {
     await this.#sessions.acquire();
     try {
       return await this.#execNow(command, opts);
+    } finally {
+      this.#sessions.release();
+    }
+  }
+
+  /** `command` on a pseudo-terminal, answered prompt by prompt (adapters/ssh/pty-dialog.ts). */
+  async dialog(command: string, opts: DialogOptions): Promise<DialogResult> {
+    await this.#sessions.acquire();
+    try {
+      const o = this.#shared.opts;
+      const client = await this.#ensure(opts.signal);
+      const budget = opts.stepTimeoutMs * opts.steps.length + opts.finishTimeoutMs;
+      const wrapped = wrapDialogCommand(command, { timeoutSec: Math.ceil(budget / 1000) + 2, killAfterSec: o.remoteKillAfterSec ?? 5, sudo: this.#user !== 'root' });
+      const channel = await openPtyChannel(client, this.node, wrapped);
+      return await driveDialog(channel, this.node, firstLine(command), opts, o.now ?? Date.now);
     } finally {
       this.#sessions.release();
     }

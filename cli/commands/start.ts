@@ -23,6 +23,8 @@ export interface StartOptions extends ConnectOptions {
   inventoryFormat: 'auto' | 'yaml' | 'json' | 'ansible';
   cluster: string | undefined;
   leader: string | undefined;
+  /** Plan nodes whose service-discover release is outside the tested table. */
+  allowUntestedVersion?: boolean;
   yes: boolean;
   parallel: number;
   dryRun: boolean;
@@ -51,7 +53,8 @@ export async function start(o: StartOptions, io: Io): Promise<number> {
   if (!Number.isInteger(o.parallel) || o.parallel < 1) throw new UsageError(`--parallel must be a whole number ≥ 1 (got ${o.parallel})`, '--parallel 8');
   if (!Number.isInteger(o.maxUnitRounds) || o.maxUnitRounds < 1) throw new UsageError(`--max-unit-rounds must be a whole number ≥ 1 (got ${o.maxUnitRounds})`, '--max-unit-rounds 3');
   const { loadInventory } = await import('../../adapters/inventory/index.js');
-  const inventory: Inventory = loadInventory(o.inventory, { format: o.inventoryFormat, ...(o.cluster === undefined ? {} : { cluster: o.cluster }) });
+  const loaded: Inventory = loadInventory(o.inventory, { format: o.inventoryFormat, ...(o.cluster === undefined ? {} : { cluster: o.cluster }) });
+  const inventory: Inventory = o.allowUntestedVersion === true ? { ...loaded, allowUntestedVersion: true } : loaded;
   if (o.leader !== undefined && !inventory.nodes.some((n) => n.name === o.leader)) {
     throw new UsageError(`--leader ${o.leader} is not a node of the inventory (nodes: ${inventory.nodes.map((n) => n.name).join(', ')})`, 'pass one of the inventory names to --leader');
   }

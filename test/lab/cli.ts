@@ -18,7 +18,8 @@ async function main(): Promise<void> {
           .option('dir', dirOption)
           .option('nodes', { type: 'number', default: 3, describe: 'number of nodes (1-30)' })
           .option('servers', { type: 'number', default: 1, describe: 'how many of them are mesh servers' })
-          .option('profile', { choices: ['current', 'legacy'] as const, default: 'current' as const })
+          .option('profile', { choices: ['current', 'legacy'] as const, default: 'current' as const, describe: 'admin CLI: carbonio (current) or zmprov only (legacy)' })
+          .option('service-discover-version', { type: 'string', describe: 'modelled release: 0.1.4, 0.1.6, 0.1.9, 0.7.2 (default: 0.7.2 current, 0.1.4 legacy)' })
           .option('mesh', { type: 'boolean', default: true, describe: 'bring the mesh up (--no-mesh: nodes and sshd only)' })
           .option('lose-password', { type: 'boolean', default: false, describe: 'delete the password file on the servers' })
           .option('keep-on-failure', { type: 'boolean', default: false, describe: 'leave a failed lab for inspection' })
@@ -31,6 +32,7 @@ async function main(): Promise<void> {
           nodes: a.nodes,
           servers: a.servers,
           profile: a.profile as LabProfile,
+          ...(a['service-discover-version'] === undefined ? {} : { sdVersion: a['service-discover-version'] }),
           mesh: a.mesh,
           losePassword: a['lose-password'],
           concurrency: a.concurrency,
@@ -92,6 +94,9 @@ async function main(): Promise<void> {
         .command('leader <node>', 'move the mesh leadership to the node', {}, (a) => fault(a.dir as string, { kind: 'leader', node: String(a.node) }))
         .command('hostname-loopback <node> <state>', '`hostname -i` answers 127.0.1.1 (on) or the node address (off)', {}, (a) =>
           fault(a.dir as string, { kind: 'hostname-loopback', node: String(a.node), on: String(a.state) === 'on' }),
+        )
+        .command('directory <state>', 'the directory (LDAP endpoint every setup connects to) goes down or comes up', {}, (a) =>
+          fault(a.dir as string, { kind: 'directory', node: '', on: String(a.state) === 'up' }),
         )
         .demandCommand(1, 'name a fault'),
     )

@@ -17,6 +17,8 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify as yamlStringify } from 'yaml';
 import { ClusterStateStore } from '../sim/state-store.js';
+import { DEFAULT_VERSION, credentialsInLdap, release } from '../sim/versions.js';
+import { directoryDown, directoryUp, ldapMasterUrl } from './directory.js';
 
 export type LabProfile = 'current' | 'legacy';
 export type LabNodeKind = 'server' | 'agent';
@@ -40,6 +42,8 @@ export interface Lab {
   dir: string;
   cluster: string;
   profile: LabProfile;
+  /** The service-discover release every node has (test/sim/versions.ts). */
+  sdVersion: string;
   /** e.g. 198.18.7.0/24; the host is .1 on the bridge. */
   subnet: string;
   bridge: string;
@@ -60,6 +64,8 @@ export interface LabUpOptions {
   nodes: number;
   servers: number;
   profile: LabProfile;
+  /** Modelled service-discover release; default per profile (versions.ts DEFAULT_VERSION). */
+  sdVersion?: string;
   /** Nodes and sshd only; no `service-discover setup`. */
   mesh?: boolean;
   /** After the mesh is up, delete /var/lib/service-discover/password on the servers (the incident scenario). */
@@ -374,12 +380,15 @@ function hostsFile(lab: Pick<Lab, 'nodes'>, self: Pick<LabNode, 'name' | 'short'
   return `${lines.join('\n')}\n`;
 }
 
-function localconfigXml(fqdn: string): string {
+function localconfigXml(fqdn: string, ldapMasterUrl: string): string {
   return `<?xml version="1.0" encoding="UTF-8"?>
 
 <localconfig>
   <key name="zimbra_server_hostname">
     <value>${fqdn}</value>
+  </key>
+  <key name="ldap_master_url">
+    <value>${ldapMasterUrl}</value>
   </key>
 </localconfig>
 `;
@@ -472,7 +481,7 @@ export async function labUp(opts: LabUpOptions): Promise<Lab> {
 /** The compiled simulated commands the wrappers exec: without them a node has no mesh. */
 export function assertSimulationBuilt(profile: LabProfile): void {
   const bin = path.join(REPO, 'dist', 'test', 'lab', 'bin');
-  const needed = ['consul', 'service-discover', 'systemctl', 'carbonio-cli', 'agent'];
+  const needed = ['consul', 'service-discover', 'systemctl', 'carbonio-cli', 'agent', 'dpkg-query'];
   const missing = needed.filter((n) => !fs.existsSync(path.join(bin, `${n}.js`)));
   if (missing.length > 0) {
     throw new Error(
@@ -504,6 +513,7 @@ async function build(dir: string, opts: LabUpOptions, mesh: boolean, log: (l: st
     dir,
     cluster: `lab-${names.hash}`,
     profile: opts.profile,
+    sdVersion: release(opts.sdVersion ?? DEFAULT_VERSION[opts.profile]).version,
     subnet: `198.18.${third}.0/24`,
     bridge: names.bridge,
     nodes,
@@ -584,6 +594,7 @@ async function build(dir: string, opts: LabUpOptions, mesh: boolean, log: (l: st
 
   if (mesh) {
     const tMesh = Date.now();
+    await directoryUp(lab.dir, lab.subnet, REPO);
     await bringUpMesh(lab, secret, opts.concurrency ?? 8, log);
     lab.mesh = true;
     saveLab(lab);
@@ -595,6 +606,12 @@ async function build(dir: string, opts: LabUpOptions, mesh: boolean, log: (l: st
     }
   }
   return lab;
+}
+
+/** A file with exactly `mode`, whatever the umask of the process running the lab. */
+function writeMode(file: string, data: string | Buffer, mode: number): void {
+  fs.writeFileSync(file, data, { mode });
+  fs.chmodSync(file, mode);
 }
 
 function writeNodeFiles(
@@ -616,9 +633,9 @@ function writeNodeFiles(
   fs.chownSync(path.join(r, 'var-lib-sd', 'data'), k.sd.uid, k.sd.gid);
   mk('opt-zextras/bin');
   mk('opt-zextras/conf');
-  fs.writeFileSync(path.join(r, 'opt-zextras/conf/localconfig.xml'), localconfigXml(n.name), { mode: 0o640 });
+  writeMode(path.join(r, 'opt-zextras/conf/localconfig.xml'), localconfigXml(n.name, ldapMasterUrl(lab.subnet)), 0o640);
   fs.chownSync(path.join(r, 'opt-zextras/conf/localconfig.xml'), k.zx.uid, k.zx.gid);
-  fs.writeFileSync(path.join(r, 'opt-zextras/.profile'), 'PATH=/opt/zextras/bin:$PATH\nexport PATH\n');
+  writeMode(path.join(r, 'opt-zextras/.profile'), 'PATH=/opt/zextras/bin:$PATH\nexport PATH\n', 0o644);
   fs.chownSync(path.join(r, 'opt-zextras'), k.zx.uid, k.zx.gid);
   mk('root-home', 0o700);
   mk('root-home/.ssh', 0o700);
@@ -640,20 +657,22 @@ function writeNodeFiles(
     ip: n.ip,
     kind: n.kind,
     profile: lab.profile,
+    sdVersion: lab.sdVersion,
     labDir: lab.dir,
     clusterDir: path.join(lab.dir, 'cluster'),
     nodesDir: path.join(lab.dir, 'nodes'),
   };
-  fs.writeFileSync(path.join(r, 'lab/node.json'), `${JSON.stringify(nodeJson, null, 2)}\n`);
+  writeMode(path.join(r, 'lab/node.json'), `${JSON.stringify(nodeJson, null, 2)}\n`, 0o644);
   const wrappers: Array<[string, string]> = [
     ['bin/consul', 'consul.js'],
     ['bin/service-discover', 'service-discover.js'],
     ['bin/systemctl', 'systemctl.js'],
+    ['bin/dpkg-query', 'dpkg-query.js'],
     ['opt-zextras/bin/zmprov', 'carbonio-cli.js'],
   ];
   if (lab.profile === 'current') wrappers.push(['opt-zextras/bin/carbonio', 'carbonio-cli.js']);
-  for (const [rel, entry] of wrappers) fs.writeFileSync(path.join(r, rel), wrapper(entry), { mode: 0o755 });
-  fs.writeFileSync(path.join(r, 'hosts'), hostsFile(lab, n, false));
+  for (const [rel, entry] of wrappers) writeMode(path.join(r, rel), wrapper(entry), 0o755);
+  writeMode(path.join(r, 'hosts'), hostsFile(lab, n, false), 0o644);
   fs.writeFileSync(path.join(r, 'ssh/sshd_config'), sshdConfig(n));
 }
 
@@ -774,7 +793,8 @@ async function bringUpMesh(lab: Lab, secret: string, concurrency: number, log: (
   const leader = findNode(lab, lab.leader);
   const setup = async (n: LabNode, firstInstance: boolean): Promise<void> => {
     const argv = ['service-discover', 'setup', n.ip, ...(firstInstance ? ['--first-instance'] : []), `--password=${secret}`];
-    const r = await nodeExec(lab, n.name, argv, { timeoutMs: 120_000 });
+    // service-discover setup needs a terminal on stdin (pkg/term/term_unix.go): script(1) gives it one.
+    const r = await nodeExec(lab, n.name, ['script', '-qefc', argv.map(shq).join(' '), '/dev/null'], { timeoutMs: 120_000 });
     if (r.code !== 0) {
       throw new Error(`${n.name}: service-discover setup${firstInstance ? ' --first-instance' : ''} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
     }
@@ -789,7 +809,7 @@ async function bringUpMesh(lab: Lab, secret: string, concurrency: number, log: (
     async (n) => {
       // service-discover before 0.1.7 (the legacy profile) does not fetch the credentials from LDAP: the
       // installation guide has the operator copy them from the first server before the setup.
-      if (lab.profile === 'legacy') {
+      if (!credentialsInLdap(lab.sdVersion, lab.profile)) {
         const dst = path.join(n.root, credentials);
         fs.copyFileSync(path.join(leader.root, credentials), dst);
         fs.chmodSync(dst, 0o600);
@@ -868,6 +888,7 @@ export async function labDown(dir: string, opts: { keepDir?: boolean } = {}): Pr
 
   // Processes first: a node's mount namespace (and the nsfs mounts it copied) dies with its last process.
   report.killed += await killNetnsProcesses(...nsList);
+  if (await directoryDown(abs)) report.killed++;
   // An init that failed before joining its netns (or a lab.json pid whose netns is gone) is found by its cmdline.
   let lab: Lab | null = null;
   try {
@@ -1023,7 +1044,8 @@ export type LabFault =
   | { kind: 'sshd-stop'; node: string }
   | { kind: 'sshd-start'; node: string }
   | { kind: 'leader'; node: string }
-  | { kind: 'hostname-loopback'; node: string; on: boolean };
+  | { kind: 'hostname-loopback'; node: string; on: boolean }
+  | { kind: 'directory'; node: string; on: boolean };
 
 interface Faults {
   latencyMs?: Record<string, number>;
@@ -1047,6 +1069,11 @@ function editFaults(n: LabNode, edit: (f: Faults) => void): void {
 /** Inject or clear a fault; returns a line saying what was done. */
 export async function labFault(dir: string, fault: LabFault): Promise<string> {
   const lab = loadLab(dir);
+  if (fault.kind === 'directory') {
+    if (fault.on) await directoryUp(lab.dir, lab.subnet, REPO);
+    else await directoryDown(lab.dir);
+    return `directory ${ldapMasterUrl(lab.subnet)} ${fault.on ? 'up' : 'down'}`;
+  }
   const n = findNode(lab, fault.node);
   switch (fault.kind) {
     case 'latency': {

@@ -60,7 +60,9 @@ describe.skipIf(skip)('regen plan on a lab (1 server, 2 agents)', () => {
 
     const verbose = regen(lab, ['plan', '-i', lab.inventory, '--verbose']);
     expect(verbose.code, verbose.stderr).toBe(0);
-    expect(verbose.stdout).toContain(`exec service-discover setup ${lab.nodes[0]?.ip} --first-instance --password="$P"`);
+    expect(verbose.stdout).toContain('exec service-discover setup-wizard --first-instance');
+    expect(verbose.stdout).toContain(`on a terminal: ${lab.nodes[0]?.ip}, then the mesh secret (one line), twice`);
+    expect(verbose.stdout).not.toContain('--password');
     expect(verbose.stdout).not.toContain(h.secret);
 
     const json = regen(lab, ['start', '--dry-run', '-i', lab.inventory, '--json']);
@@ -78,7 +80,7 @@ describe.skipIf(skip)('regen plan on a lab (1 server, 2 agents)', () => {
       const warned = regen(lab, ['plan', '-i', lab.inventory]);
       expect(warned.code, warned.stderr).toBe(0);
       expect(warned.stdout).toMatch(/warnings:\n {2}! mail2\.lab\.example: `hostname -i` answers 127\.0\.1\.1 \(loopback\).*regen binds to /);
-      expect(warned.stdout).toContain(`mail2.lab.example  follower  agent  profile current  bind ${lab.nodes[1]?.ip}`);
+      expect(warned.stdout).toContain(`mail2.lab.example  follower  agent  profile current  service-discover 0.7.2 (setup-wizard)  bind ${lab.nodes[1]?.ip}`);
     } finally {
       await labFault(h.dir, { kind: 'hostname-loopback', node: 'mail2', on: false });
     }

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { labStatus, sshExec } from './lab.js';
+import { sshTerminal } from './support/terminal.js';
 import type { Lab, LabNode, LabProfile } from './lab.js';
 import { labSkip, withLab } from './harness.js';
 
@@ -29,8 +30,12 @@ class Operator {
   readonly transcript: string[] = [];
   constructor(private readonly lab: Lab) {}
 
-  async run(node: LabNode, command: string, opts: { stdin?: string; expectCode?: number } = {}): Promise<string> {
-    const r = await sshExec(this.lab, node.short, command, { stdin: opts.stdin, timeoutMs: 120_000 });
+  async run(node: LabNode, command: string, opts: { stdin?: string; expectCode?: number; terminal?: boolean } = {}): Promise<string> {
+    // `ssh -t` where the runbook's command needs a terminal (service-discover setup), as an admin's session has one.
+    const r =
+      opts.terminal === true
+        ? await sshTerminal(this.lab, node.short, command).then((t) => ({ code: t.code, stdout: t.out, stderr: '' }))
+        : await sshExec(this.lab, node.short, command, { stdin: opts.stdin, timeoutMs: 120_000 });
     this.transcript.push(`[${node.short}]# ${command}\n${r.stdout}${r.stderr}(exit ${r.code})`);
     const want = opts.expectCode ?? 0;
     if (r.code !== want) {
@@ -106,7 +111,7 @@ async function seed000(lab: Lab): Promise<void> {
   await op.run(leader, 'rm /etc/zextras/service-discover/main.json');
   await op.run(leader, 'rm /var/lib/service-discover/*.pem');
   // Step 2. Generate new credentials
-  await op.run(leader, `service-discover setup ${leader.ip} --first-instance --password=${secret}`);
+  await op.run(leader, `service-discover setup ${leader.ip} --first-instance --password=${secret}`, { terminal: true });
   const afterLeader = await verifyWithToken(op, leader, secret);
   const leaderMember = afterLeader.find((m) => m.address.startsWith(`${leader.ip}:`));
   expect(leaderMember).toMatchObject({ status: 'alive', type: 'server' });
@@ -118,7 +123,7 @@ async function seed000(lab: Lab): Promise<void> {
     await op.run(n, 'rm /etc/zextras/service-discover/config.json');
     await op.run(n, 'rm /etc/zextras/service-discover/main.json');
     await op.run(n, 'rm /var/lib/service-discover/*.pem');
-    await op.run(n, `service-discover setup $(hostname -i) --password=${secret}`);
+    await op.run(n, `service-discover setup $(hostname -i) --password=${secret}`, { terminal: true });
   }
 
   expectAllAlive(lab, await verifyWithToken(op, leader, secret));
@@ -136,16 +141,27 @@ async function seed002(lab: Lab): Promise<void> {
   await op.run(leader, 'systemctl stop service-discover');
   await op.run(leader, 'rm /var/lib/service-discover/*.pem');
   // Step 2. Generate new credentials
-  await op.run(leader, `service-discover setup ${leader.ip} --first-instance --password=${secret}`);
+  await op.run(leader, `service-discover setup ${leader.ip} --first-instance --password=${secret}`, { terminal: true });
   const afterLeader = await verifyWithToken(op, leader, secret);
   expect(afterLeader.find((m) => m.address.startsWith(`${leader.ip}:`))).toMatchObject({ status: 'alive', type: 'server' });
 
   // Multi-server final task: copy the credentials to all other nodes, then on each the two commands.
   const others = lab.nodes.filter((x) => x !== leader);
   for (const n of others) await op.run(leader, `scp ${CREDENTIALS} root@[${n.ip}]:/etc/zextras/service-discover/`);
+  const [firstOther] = others;
+  if (firstOther !== undefined) {
+    // As written, the runbook never stops the service on the other nodes: setup only starts the unit (systemd
+    // StartUnit, a no-op on a running one, pkg/systemd/util.go), the running agent keeps the old CA, and the
+    // setup's token request through it fails. The setup's files are written by then.
+    await op.run(firstOther, 'rm /var/lib/service-discover/*pem');
+    const literal = await op.run(firstOther, `service-discover setup $(hostname -i) --password=${secret}`, { terminal: true, expectCode: 1 });
+    expect(literal).toMatch(/unable to create ACL policy for this agent: .*No cluster leader/);
+  }
   for (const n of others) {
-    await op.run(n, 'rm /var/lib/service-discover/*pem');
-    await op.run(n, `service-discover setup $(hostname -i) --password=${secret}`);
+    // What the admin does next, as seed 000 has it: stop the service, remove what setup wrote, set up again.
+    await op.run(n, 'systemctl stop service-discover');
+    await op.run(n, 'rm -f /etc/zextras/service-discover/config.json /etc/zextras/service-discover/main.json /var/lib/service-discover/*pem');
+    await op.run(n, `service-discover setup $(hostname -i) --password=${secret}`, { terminal: true });
   }
 
   expectAllAlive(lab, await verifyWithToken(op, leader, secret));

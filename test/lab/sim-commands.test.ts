@@ -11,8 +11,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { labFault, sshExec, type LabNode } from './lab.js';
+import { labFault, shq, sshExec, type LabNode } from './lab.js';
 import { labSkip, withLab } from './harness.js';
+import { sshTerminal } from './support/terminal.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BIN = path.join(REPO, 'dist', 'test', 'lab', 'bin');
@@ -161,6 +162,14 @@ class SimLab {
     return runProcess(argv, { env: this.env(n, opts.env), stdin: opts.stdin });
   }
 
+  /** The same on a terminal (script(1) allocates a pty): one merged output, \r\n as the terminal shows it. */
+  async runTty(short: string, command: string, args: string[]): Promise<{ code: number | null; out: string }> {
+    const n = this.node(short);
+    const line = [process.execPath, path.join(BIN, `${command}.js`), ...args].map(shq).join(' ');
+    const r = await runProcess(['script', '-qefc', line, '/dev/null'], { env: this.env(n) });
+    return { code: r.code, out: r.stdout };
+  }
+
   hostPath(short: string, sub: string): string {
     return path.join(this.node(short).root, sub);
   }
@@ -225,13 +234,16 @@ describe.skipIf(skip !== null)('simulated commands over real files, gpg and agen
     const ports = [await freePort(), await freePort(), await freePort()];
     // One server: with two, the leader's new CA would have no quorum until the other is re-set-up too.
     lab = new SimLab([{ kind: 'server' }, { kind: 'agent' }, { kind: 'agent' }], 'current', ports);
-    const first = await lab.run('mail1', 'service-discover', ['setup', '10.250.0.2', '--first-instance', `--password=${secret}`]);
-    expect(first, first.stderr).toMatchObject({ code: 0, stdout: '' });
-    const second = await lab.run('mail2', 'service-discover', ['setup', '10.250.0.3', `--password=${secret}`]);
-    expect(second, second.stderr).toMatchObject({ code: 0, stdout: '' });
-    // The agent keeps the password off the command line: --wizard reads the address, then the password.
-    const third = await lab.run('mail3', 'service-discover', ['setup', '--wizard'], { stdin: `10.250.0.4\n${secret}\n` });
-    expect(third.code, third.stderr).toBe(0);
+    // Without a terminal setup stops first, whatever else is wrong.
+    const plain = await lab.run('mail1', 'service-discover', ['setup', '10.250.0.2', '--first-instance', `--password=${secret}`]);
+    expect(plain).toMatchObject({ code: 1, stdout: '', stderr: 'service-discover: error: the provided file descriptor (0) is not a terminal\n' });
+    const first = await lab.runTty('mail1', 'service-discover', ['setup', '10.250.0.2', '--first-instance', `--password=${secret}`]);
+    expect(first).toEqual({ code: 0, out: '' });
+    const second = await lab.runTty('mail2', 'service-discover', ['setup', '10.250.0.3', `--password=${secret}`]);
+    expect(second).toEqual({ code: 0, out: '' });
+    // The agent's --wizard reads nothing: it only silences the output; the address and password are its flags.
+    const third = await lab.runTty('mail3', 'service-discover', ['setup', '--wizard', '10.250.0.4', `--password=${secret}`]);
+    expect(third).toEqual({ code: 0, out: '' });
   });
 
   afterAll(async () => {
@@ -303,21 +315,22 @@ describe.skipIf(skip !== null)('simulated commands over real files, gpg and agen
   });
 
   test('setup pre-checks speak like service-discover; failNextSetup fires only after them, once', async () => {
-    const already = await lab.run('mail2', 'service-discover', ['setup', '10.250.0.3', '--password=x']);
-    expect(already).toMatchObject({ code: 1, stderr: 'service-discover: error: setup of service-discover already performed, manually reset and try again\n' });
+    const already = await lab.runTty('mail2', 'service-discover', ['setup', '10.250.0.3', '--password=x']);
+    expect(already).toEqual({ code: 1, out: 'service-discover: error: setup of service-discover already performed, manually reset and try again\r\n' });
+    // kong's parse comes before the terminal check.
     const wizardOnServer = await lab.run('mail1', 'service-discover', ['setup', '--wizard']);
     expect(wizardOnServer.stderr).toBe('service-discover: error: unknown flag --wizard\n');
     const faults = lab.hostPath('mail3', 'lab/faults.json');
     fs.writeFileSync(faults, JSON.stringify({ failNextSetup: 'injected by the test' }));
-    expect((await lab.run('mail3', 'service-discover', ['setup', '10.250.0.4', '--password=x'])).stderr).toMatch(/already performed/);
+    expect((await lab.runTty('mail3', 'service-discover', ['setup', '10.250.0.4', '--password=x'])).out).toMatch(/already performed/);
     expect(JSON.parse(fs.readFileSync(faults, 'utf8'))).toEqual({ failNextSetup: 'injected by the test' });
     expect((await lab.run('mail3', 'systemctl', ['stop', 'service-discover'])).code).toBe(0);
     fs.rmSync(lab.hostPath('mail3', 'etc-zextras/service-discover/main.json'));
-    const failed = await lab.run('mail3', 'service-discover', ['setup', '10.250.0.4', `--password=${secret}`]);
-    expect(failed).toMatchObject({ code: 1, stderr: 'service-discover: error: injected by the test\n' });
+    const failed = await lab.runTty('mail3', 'service-discover', ['setup', '10.250.0.4', `--password=${secret}`]);
+    expect(failed).toEqual({ code: 1, out: 'service-discover: error: injected by the test\r\n' });
     expect(JSON.parse(fs.readFileSync(faults, 'utf8'))).toEqual({});
-    const again = await lab.run('mail3', 'service-discover', ['setup', '10.250.0.4', `--password=${secret}`]);
-    expect(again.code, again.stderr).toBe(0);
+    const again = await lab.runTty('mail3', 'service-discover', ['setup', '10.250.0.4', `--password=${secret}`]);
+    expect(again).toEqual({ code: 0, out: '' });
   });
 
   test('seed 000 by the commands: reset index, reset file as service-discover, stop, wipe, first instance, joins', async () => {
@@ -340,8 +353,8 @@ describe.skipIf(skip !== null)('simulated commands over real files, gpg and agen
       for (const f of fs.readdirSync(lab.hostPath(short, 'var-lib-sd'))) if (f.endsWith('.pem')) fs.rmSync(lab.hostPath(short, `var-lib-sd/${f}`));
     };
     wipe('mail1');
-    const wrong = await lab.run('mail1', 'service-discover', ['setup', '10.250.0.2', '--first-instance', '--password=second-secret']);
-    expect(wrong.stderr.trim()).toBe(
+    const wrong = await lab.runTty('mail1', 'service-discover', ['setup', '10.250.0.2', '--first-instance', '--password=second-secret']);
+    expect(wrong.out.trim()).toBe(
       `service-discover: error: unable to create ACL bootstrap token: Failed ACL bootstrapping: Unexpected response code: 500 (Invalid bootstrap reset index (specified ${index - 1}, reset index: ${index}))`,
     );
 
@@ -349,8 +362,8 @@ describe.skipIf(skip !== null)('simulated commands over real files, gpg and agen
     spawnSync('setpriv', ['--reuid', 'service-discover', '--regid', 'service-discover', '--init-groups', 'sh', '-c', `echo ${index} > ${resetFile}`]);
     await lab.run('mail1', 'systemctl', ['stop', 'service-discover']);
     wipe('mail1');
-    const ok = await lab.run('mail1', 'service-discover', ['setup', '10.250.0.2', '--first-instance', '--password=second-secret']);
-    expect(ok, ok.stderr).toMatchObject({ code: 0, stdout: '' });
+    const ok = await lab.runTty('mail1', 'service-discover', ['setup', '10.250.0.2', '--first-instance', '--password=second-secret']);
+    expect(ok).toEqual({ code: 0, out: '' });
     expect(fs.existsSync(resetFile)).toBe(false);
 
     const token = (await lab.run('mail1', 'service-discover', ['bootstrap-token'], { stdin: 'second-secret\n' })).stdout.trim();
@@ -365,9 +378,8 @@ describe.skipIf(skip !== null)('simulated commands over real files, gpg and agen
     ] as const) {
       await lab.run(short, 'systemctl', ['stop', 'service-discover']);
       wipe(short);
-      const args = short === 'mail3' ? ['setup', '--wizard'] : ['setup', ip, '--password=second-secret'];
-      const r = await lab.run(short, 'service-discover', args, { stdin: `${ip}\nsecond-secret\n` });
-      expect(r.code, r.stderr).toBe(0);
+      const r = await lab.runTty(short, 'service-discover', ['setup', ip, '--password=second-secret']);
+      expect(r).toEqual({ code: 0, out: '' });
     }
     const after = parseMembers((await lab.run('mail2', 'consul', ['members'], { env: { CONSUL_HTTP_TOKEN: token } })).stdout);
     expect(after.map((x) => `${x.node} ${x.status} ${x.type}`)).toEqual([
@@ -437,10 +449,11 @@ const labSkipped = labSkip();
 describe.skipIf(labSkipped !== null)('inside lab nodes (namespaces, sshd)', () => {
   const h = withLab({ nodes: 2, servers: 1, profile: 'current', losePassword: true });
 
-  test('an agent re-joins through --wizard after hostname -i went to 127.0.1.1; an injected setup failure comes first', async () => {
+  test('an agent re-joins through setup-wizard on a terminal after hostname -i went to 127.0.1.1; the old forms fail', async () => {
     const lab = h.lab;
     const [server, agent] = lab.nodes as [LabNode, LabNode];
     const ssh = (node: LabNode, command: string, stdin?: string) => sshExec(lab, node.short, command, { stdin, timeoutMs: 120_000 });
+    const notATerminal = 'service-discover: error: the provided file descriptor (0) is not a terminal\n';
 
     expect(await ssh(server, 'consul members')).toMatchObject({ code: 2, stdout: '' });
     expect((await ssh(server, "su - zextras -c 'carbonio prov gas service-discover'")).stdout).toBe(`${server.name}\n`);
@@ -450,15 +463,29 @@ describe.skipIf(labSkipped !== null)('inside lab nodes (namespaces, sshd)', () =
     await labFault(lab.dir, { kind: 'hostname-loopback', node: agent.short, on: true });
     expect((await ssh(agent, 'hostname -i')).stdout.trim()).toBe('127.0.1.1');
     await ssh(agent, 'systemctl stop service-discover && rm /etc/zextras/service-discover/config.json /etc/zextras/service-discover/main.json /var/lib/service-discover/*.pem');
-    const naive = await ssh(agent, `service-discover setup $(hostname -i) --password=${h.secret}`);
-    expect(naive).toMatchObject({ code: 1, stderr: 'service-discover: error: invalid binding address selected\n' });
+    // The forms regen used before: a plain exec channel has no terminal, so every setup stops there first.
+    expect(await ssh(agent, `service-discover setup ${agent.ip} --password=${h.secret}`)).toMatchObject({ code: 1, stderr: notATerminal });
+    expect(await ssh(agent, 'service-discover setup --wizard', `${agent.ip}\n${h.secret}\n`)).toMatchObject({ code: 1, stderr: notATerminal });
+    expect(await ssh(agent, 'service-discover setup-wizard', `${agent.ip}\n${h.secret}\n`)).toMatchObject({ code: 1, stderr: notATerminal });
+    const naive = await sshTerminal(lab, agent.short, `service-discover setup $(hostname -i) --password=${h.secret}`);
+    expect(naive).toMatchObject({ code: 1, out: 'service-discover: error: invalid binding address selected\r\n' });
+    // On a terminal `setup --wizard` asks nothing: with neither address nor password it has nothing to set up.
+    expect(await sshTerminal(lab, agent.short, 'service-discover setup --wizard')).toMatchObject({ code: 1, out: 'service-discover: error: missing arguments\r\n' });
 
+    const dialog: Array<[string, string]> = [
+      ['Specify the binding address for service discovery: ', agent.ip],
+      ['Insert the cluster credential password: ', h.secret],
+    ];
     await labFault(lab.dir, { kind: 'fail-next-setup', node: agent.short, message: 'disk full' });
-    const injected = await ssh(agent, 'service-discover setup --wizard', `${agent.ip}\n${h.secret}\n`);
-    expect(injected).toMatchObject({ code: 1, stderr: 'service-discover: error: disk full\n' });
+    const injected = await sshTerminal(lab, agent.short, 'service-discover setup-wizard', dialog);
+    expect(injected.code).toBe(1);
+    expect(injected.out).toMatch(/service-discover: error: disk full\r\n$/);
 
-    const wizard = await ssh(agent, 'service-discover setup --wizard', `${agent.ip}\n${h.secret}\n`);
-    expect(wizard.code, wizard.stderr).toBe(0);
+    const wizard = await sshTerminal(lab, agent.short, 'service-discover setup-wizard', dialog);
+    expect(wizard.code, wizard.out).toBe(0);
+    // The address is echoed as typed; the password is not.
+    expect(wizard.out).toMatch(new RegExp(`^eth0 ${agent.ip.replaceAll('.', '\\.')}/24.*\r\nSpecify the binding address for service discovery: ${agent.ip.replaceAll('.', '\\.')}\r\nInsert the cluster credential password: \r\n$`, 's'));
+    expect(wizard.out).not.toContain(h.secret);
     const members = await ssh(
       agent,
       `export CONSUL_HTTP_TOKEN=$(gpg --batch --pinentry-mode loopback --passphrase-fd 0 -qdo - /etc/zextras/service-discover/cluster-credentials.tar.gpg | tar xOf - consul-acl-secret.json | jq .SecretID -r); consul members`,

@@ -5,6 +5,7 @@
  * token is lost (it lives only in the credentials file). Tests inject transport faults per node and per port
  * method, and count how often each change was applied (`effects`), to check the machine's at-least-once logic.
  */
+import { DEFAULT_VERSION, packageVersion } from './versions.js';
 import { createHash } from 'node:crypto';
 import type {
   BackupFile,
@@ -525,6 +526,7 @@ export function createFakeCluster(opts: FakeClusterOptions = {}): FakeCluster {
           credentialsSha256: credentialsSha(node),
           configuredBindAddress: bindOf(node),
           consulVersion: id.consulVersion === null ? null : `Consul v${id.consulVersion}`,
+          serviceDiscoverPackage: packageVersion(id.sdVersion ?? DEFAULT_VERSION[id.profile]),
         };
       }),
 

@@ -10,6 +10,7 @@
  */
 import { createHash, randomBytes as nodeRandomBytes } from 'node:crypto';
 import type { MeshKind, Profile } from '../../machines/port.js';
+import { credentialsInLdap, mainJsonRefusal } from './versions.js';
 import {
   CONFIG_JSON,
   CREDENTIALS_FILE,
@@ -94,6 +95,8 @@ export interface NodeIdentity {
   interfaces: ReadonlyArray<{ name: string; address: string }>;
   /** e.g. "1.19.2"; null when `consul version` fails on the node. */
   consulVersion: string | null;
+  /** The service-discover release (test/sim/versions.ts); absent: the profile's default. */
+  sdVersion?: string;
 }
 
 export interface World {
@@ -852,15 +855,23 @@ export interface SetupOptions {
   afterPrechecks?: () => void;
 }
 
+/**
+ * `preRun` (cmd/server and cmd/agent, command/setup: setup and setup-wizard alike, after the terminal check): `consul version` runs,
+ * the caller is root, main.json is absent.
+ */
+export function setupPreRun(w: World, node: string, uid: number): void {
+  const id = identity(w, node);
+  if (id.consulVersion === null) throw new SimError('unable to execute consul binary: exit status 1');
+  if (uid !== 0) throw new SimError('this command must be executed as root');
+  const refusal = mainJsonRefusal(id.sdVersion, id.profile);
+  if (refusal !== null && w.fs(node).exists(MAIN_JSON)) throw new SimError(refusal);
+}
+
 /** The pre-checks, in order; throws the first failure. Returns the zimbra hostname. */
 export function setupPrechecks(w: World, node: string, o: SetupOptions): string {
   const id = identity(w, node);
   const fs = w.fs(node);
-  if (o.uid !== 0) throw new SimError('this command must be executed as root');
-  if (id.consulVersion === null) throw new SimError('unable to execute consul binary: exit status 1');
-  if (id.profile === 'current' && fs.exists(MAIN_JSON)) {
-    throw new SimError('setup of service-discover already performed, manually reset and try again');
-  }
+  setupPreRun(w, node, o.uid);
   if ((o.password ?? '') === '' && (o.bind ?? '') === '') throw new SimError('missing arguments');
   const bind = (o.bind ?? '').split('/')[0] ?? '';
   if (!id.interfaces.some((i) => i.name.toLowerCase() !== 'lo' && i.address === bind)) {
@@ -977,7 +988,8 @@ function firstInstance(w: World, node: string, host: string, bind: string, passw
   writePassword(fs, password);
   // Uploading to the directory (carbonioMeshCredentials) came with v0.1.7; the older Zextras release (legacy
   // profile) has the operator copy the file by hand, as its runbook says.
-  if (identity(w, node).profile === 'current') w.state.ldap.credentials = blob.toString('base64');
+  const id = identity(w, node);
+  if (credentialsInLdap(id.sdVersion, id.profile)) w.state.ldap.credentials = blob.toString('base64');
 }
 
 function writePassword(fs: NodeFs, password: string): void {
@@ -986,9 +998,8 @@ function writePassword(fs: NodeFs, password: string): void {
 }
 
 function startAgentOrFail(w: World, node: string): void {
-  // The older release restarts the unit (its runbook re-runs setup on followers it never stopped); the current
-  // one only starts it, a no-op on an active unit, which is why its runbook stops the service first.
-  if (identity(w, node).profile === 'legacy' && upAgent(w, node) !== null) stopAgent(w, node);
+  // systemd StartUnit(unit, "replace") over D-Bus (pkg/systemd/util.go, every tag v0.1.1 … 0.7.2): a no-op on an
+  // active unit; nothing restarts it, which is why the runbooks stop the service first.
   try {
     startAgent(w, node);
   } catch (e) {
@@ -1017,7 +1028,8 @@ function join(w: World, node: string, host: string, bind: string, password: stri
   const fs = w.fs(node);
   const id = identity(w, node);
   let blob: Buffer | null;
-  if (id.profile === 'current') {
+  const viaLdap = credentialsInLdap(id.sdVersion, id.profile);
+  if (viaLdap) {
     // Since v0.1.7 the join downloads the credentials first, so the runbook's copy is redundant but harmless.
     const uploaded = w.state.ldap.credentials;
     if (uploaded === null) {
@@ -1034,7 +1046,7 @@ function join(w: World, node: string, host: string, bind: string, password: stri
   if (caPem === undefined || gossip === undefined || acl === undefined || !members.has('var/lib/service-discover/consul-agent-ca-key.pem')) {
     throw new SimError(`unable to read ${CREDENTIALS_FILE}: missing members`);
   }
-  if (id.profile === 'current') fs.write(CREDENTIALS_FILE, blob, { owner: 'root', group: 'root', mode: 0o600 });
+  if (viaLdap) fs.write(CREDENTIALS_FILE, blob, { owner: 'root', group: 'root', mode: 0o600 });
   fs.write(CA_PEM, caPem, { mode: 0o600 });
   strict(fs, CA_PEM);
   const role: MeshKind = id.kind;

@@ -144,6 +144,18 @@ describe('parseMembers', () => {
     ]);
   });
 
+  it('reads a member without a role tag, which consul prints as type unknown with empty columns', () => {
+    const out = [
+      'Node                      Address          Status  Type     Build   Protocol  DC   Partition  Segment',
+      'server-mail1-lab-example  10.77.0.11:8301  alive   server   1.21.1  2         dc1  default    <all>',
+      'mystery                   10.77.0.19:8301  alive   unknown',
+    ].join('\n');
+    expect(parseMembers(out).map((x) => [x.name, x.status, x.type])).toEqual([
+      ['server-mail1-lab-example', 'alive', 'server'],
+      ['mystery', 'alive', 'unknown'],
+    ]);
+  });
+
   it('reads an empty listing as no members', () => {
     expect(parseMembers('')).toEqual([]);
     expect(parseMembers('\n')).toEqual([]);
@@ -194,6 +206,8 @@ function inspectText(over: Record<string, string | null> = {}, extra: string[] =
     credentials_sha256: SHA_A,
     bind_addr: '10.77.0.11',
     consul_version: 'Consul v1.9.3',
+    sd_package: '0.7.2-1',
+    directory: 'ok ldap://ldap.example.com:389',
     profile: 'current',
   };
   const lines: string[] = [];
@@ -228,7 +242,11 @@ describe('parseInspect', () => {
       credentialsSha256: SHA_A,
       configuredBindAddress: '10.77.0.11',
       consulVersion: 'Consul v1.9.3',
+      serviceDiscoverPackage: '0.7.2-1',
+      directory: { state: 'ok', url: 'ldap://ldap.example.com:389' },
     } satisfies NodeFacts);
+    expect(parseInspect(inspectText({ directory: 'unreachable ldap://10.0.0.9:389' }), 'n').directory).toEqual({ state: 'unreachable', url: 'ldap://10.0.0.9:389' });
+    expect(parseInspect(inspectText({ directory: 'none' }), 'n').directory).toEqual({ state: 'none', url: null });
   });
 
   it('keeps IPv6 noise from hostname -i as a hint only, and never lists loopback addresses', () => {
@@ -296,6 +314,7 @@ describe('parseInspect', () => {
 describe('small probes', () => {
   it('systemctl is-active words', () => {
     expect(parseServiceState('active\n')).toBe(true);
+    expect(parseServiceState('refreshing\n')).toBe(true);
     expect(parseServiceState('inactive\n')).toBe(false);
     expect(parseServiceState('failed')).toBe(false);
     expect(parseServiceState('activating')).toBe(false);
@@ -448,6 +467,7 @@ describe('chooseBindAddress', () => {
     credentialsSha256: null,
     configuredBindAddress: null,
     consulVersion: null,
+    serviceDiscoverPackage: '0.7.2-1',
     ...over,
   });
   const inv = (over: Partial<InventoryNode> = {}): InventoryNode => ({ name: 'mail1', sshHost: 'mail1.lab.example', ...over });

@@ -103,41 +103,7 @@ describe('secrets never reach a command line', () => {
     expect(t.calls[0]?.command).toContain('consul acl token delete -id 0d6c2f0b-8a51-4f2a-9f0e-2b9c5a7d3e21');
   });
 
-  it('setupLeader reads the secret from stdin into the setup argv on the node', async () => {
-    const t = scripted(() => ({}));
-    await t.port.setupLeader('mail1', '10.77.0.11', secret());
-    expectSecretOnlyOnStdin(t.calls);
-    const c = t.calls[0] as Call;
-    expect(c.command).toBe(cmd.setupLeader('10.77.0.11'));
-    expect(c.command).toContain('service-discover setup 10.77.0.11 --first-instance --password="$P"');
-    expect(c.opts.timeoutMs).toBe(90_000);
-  });
-
-  it('setupFollower as a server', async () => {
-    const t = scripted(() => ({}));
-    await t.port.setupFollower('mail2', '10.77.0.12', secret(), 'server');
-    expectSecretOnlyOnStdin(t.calls);
-    expect(t.calls[0]?.command).toContain('service-discover setup 10.77.0.12 --password="$P"');
-    expect(t.calls[0]?.command).not.toContain('--first-instance');
-  });
-
-  it('setupFollower as an agent uses the wizard: bind address, then secret, on stdin', async () => {
-    const t = scripted(() => ({}));
-    await t.port.setupFollower('mta1', '10.77.0.13', secret(), 'agent');
-    expectSecretOnlyOnStdin(t.calls);
-    expect(t.calls[0]?.command).toContain('service-discover setup --wizard');
-    expect(t.calls[0]?.command).not.toContain('--password');
-    expect(t.calls[0]?.stdin).toBe(`10.77.0.13\n${SECRET_TEXT}\n`);
-  });
-
-  it('a setup failure that echoes the secret does not carry it into the error', async () => {
-    const t = scripted(() => ({ code: 1, stderr: `setup failed for password ${SECRET_TEXT}: setup of service-discover already performed, manually reset and try again` }));
-    const err = await rejection(t.port.setupLeader('mail1', '10.77.0.11', secret()));
-    expect(err).toBeInstanceOf(CommandFailedError);
-    expect(err.message).not.toContain(SECRET_TEXT);
-    expect(err.message).toContain('already performed');
-    expect((err as CommandFailedError).hint).toMatch(/wipe/);
-  });
+  // The setups run on a terminal through Remote.dialog: test/unit/setup-dialog.test.ts.
 
   it('refuses a secret with a line break before anything runs', async () => {
     const t = scripted(() => ({}));

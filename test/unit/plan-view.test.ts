@@ -44,13 +44,15 @@ describe('regen plan', () => {
   it('--verbose adds the exact script of every step, placeholders for what the run decides, never a secret', async () => {
     const { cluster, context } = await plan({ servers: 1, agents: 1 });
     const text = renderPlan(context, { color: false, verbose: true });
-    expect(text).toContain("exec service-discover setup 10.");
-    expect(text).toContain('--first-instance --password="$P"');
-    expect(text).toContain('exec service-discover setup --wizard');
+    expect(text).toContain('exec service-discover setup-wizard --first-instance');
+    expect(text).toContain('exec service-discover setup-wizard');
+    expect(text).not.toContain('--password');
+    expect(text).not.toContain('setup --wizard');
     expect(text).toContain('/var/backups/regen/<run id>');
     expect(text).toContain('echo <reset index> > /var/lib/service-discover/data/acl-bootstrap-reset');
     expect(text).toContain("<sha256 of the leader's new file>");
     expect(text).toMatch(/on mail1\.example\.com, stdin: the mesh secret/);
+    expect(text).toMatch(/on a terminal: 10\.\S+, then the mesh secret \(one line\), twice/);
     expect(text).not.toContain(cluster.secret);
     expect(text).not.toContain('planned-run');
   });
@@ -66,8 +68,9 @@ describe('regen plan', () => {
       ['mail3.example.com', 'follower', 'agent'],
     ]);
     const setup = json.nodes[1]?.steps.find((s) => s.step === 'follower.setup');
-    expect(setup?.scripts[0]?.script).toContain('service-discover setup --wizard');
-    expect(setup?.scripts[0]?.stdin).toMatch(/^10\.\S+, then the mesh secret/);
+    expect(setup?.scripts[0]?.script).toContain('exec service-discover setup-wizard');
+    expect(setup?.scripts[0]?.script).not.toContain('--first-instance');
+    expect(setup?.scripts[0]?.stdin).toMatch(/^on a terminal: 10\.\S+, then the mesh secret/);
     expect(json.problems).toEqual([]);
   });
 

@@ -25,6 +25,7 @@ import {
   type World,
 } from '../../sim/model.js';
 import { RealFs } from '../../sim/real-fs.js';
+import { release } from '../../sim/versions.js';
 import { ClusterStateStore, pidAlive } from '../../sim/state-store.js';
 
 export interface NodeJson {
@@ -34,6 +35,8 @@ export interface NodeJson {
   ip: string;
   kind: MeshKind;
   profile: Profile;
+  /** The service-discover release (test/sim/versions.ts); absent in labs made before releases were modelled. */
+  sdVersion?: string;
   labDir: string;
   clusterDir: string;
   nodesDir: string;
@@ -45,7 +48,6 @@ export interface Faults {
 }
 
 export const CONSUL_VERSION: Record<Profile, string> = { current: '1.19.2', legacy: '1.9.3' };
-export const SD_VERSION: Record<Profile, string> = { current: '0.7.2', legacy: '0.1.6' };
 /** What `carbonio prov gas service-discover` answers, mirrored where the zextras user can read it. */
 export const LDAP_MIRROR = 'ldap-service-discover';
 /** What `carbonio prov gas` answers (every Carbonio server: every node of the lab), beside it. */
@@ -267,7 +269,8 @@ export function withWorld<T>(fn: (w: World, self: NodeJson) => T): T {
     kind: n.kind,
     profile: n.profile,
     interfaces: interfacesOf(self, n),
-    consulVersion: CONSUL_VERSION[n.profile] ?? CONSUL_VERSION.current,
+    consulVersion: n.sdVersion === undefined ? (CONSUL_VERSION[n.profile] ?? CONSUL_VERSION.current) : release(n.sdVersion).consul,
+    ...(n.sdVersion === undefined ? {} : { sdVersion: n.sdVersion }),
   }));
   const shortOf = (name: string): string => nodes.find((n) => n.name === name)?.short ?? name.split('.')[0] ?? name;
   const files = new Map<string, RealFs>();

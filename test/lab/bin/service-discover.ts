@@ -1,12 +1,14 @@
 /**
  * The simulated `service-discover` command of a lab node (server or agent package, per node.json `kind`):
- * `setup [BIND] [--password=S] [--first-instance]` (agents: also `--wizard`, reading the bind address and the
- * password from stdin), `bootstrap-token`, `--version`. Errors print as kong prints them.
+ * `setup [BIND] [--password=S] [--first-instance]` (agents: `--wizard`, which only silences the output),
+ * `setup-wizard [--first-instance]` (the terminal dialog), `bootstrap-token`, `version`. Both setups need a terminal
+ * on stdin, first of all, as `term.New` does. Errors print as kong prints them.
  */
-import * as readline from 'node:readline';
-import { SimError, bootstrapToken, setup } from '../../sim/model.js';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import { CREDENTIALS_FILE, LOCALCONFIG, SimError, bootstrapToken, meshServers, setup, setupPreRun } from '../../sim/model.js';
+import { TermEof, XTerm, agentWizard, serverWizard, type DialogInterface } from '../../sim/setup-dialog.js';
 import {
-  SD_VERSION,
   agentPid,
   applyLatency,
   consumeFailNextSetup,
@@ -16,6 +18,8 @@ import {
   withWorld,
   type NodeJson,
 } from './node-world.js';
+import { openRawTerminal, requireTerminal } from './raw-term.js';
+import * as readline from 'node:readline';
 
 function fail(message: string): SimError {
   return new SimError(`service-discover: error: ${message}`, 1);
@@ -28,12 +32,13 @@ interface SetupArgs {
   wizard: boolean;
 }
 
-function parseSetup(self: NodeJson, argv: string[]): SetupArgs {
+/** kong's parse, which runs before any command: flags per package (`--first-instance` server, `--wizard` agent). */
+function parseSetup(self: NodeJson, argv: string[], wizardCommand: boolean): SetupArgs {
   const out: SetupArgs = { firstInstance: false, wizard: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] ?? '';
     if (a === '--first-instance' && self.kind === 'server') out.firstInstance = true;
-    else if (a === '--wizard' && self.kind === 'agent') out.wizard = true;
+    else if (a === '--wizard' && self.kind === 'agent' && !wizardCommand) out.wizard = true;
     else if (a.startsWith('--password=')) out.password = a.slice('--password='.length);
     else if (a === '--password') {
       const v = argv[++i];
@@ -46,7 +51,148 @@ function parseSetup(self: NodeJson, argv: string[]): SetupArgs {
   return out;
 }
 
-/** Lines from stdin, one at a time (the wizard with stdin not a terminal). */
+/** The node's cards as Go's net.Interfaces/Addrs list them (every family, with the prefix). */
+function dialogInterfaces(self: NodeJson): DialogInterface[] {
+  if (process.env.REGEN_LAB_NODE_JSON !== undefined) {
+    return [
+      { name: 'lo', addresses: ['127.0.0.1/8', '::1/128'] },
+      { name: 'eth0', addresses: [`${self.ip}/24`] },
+    ];
+  }
+  return Object.entries(os.networkInterfaces()).map(([name, addrs]) => ({
+    name,
+    addresses: (addrs ?? []).map((a) => a.cidr ?? a.address),
+  }));
+}
+
+/** The localconfig's `ldap_master_url` values (space separated), none when the key is absent. */
+function ldapMasterUrls(self: NodeJson): string[] {
+  const xml = withWorld((w) => w.fs(self.name).read(LOCALCONFIG)?.toString('utf8') ?? '');
+  const m = /<key name="ldap_master_url">\s*<value>([^<]*)<\/value>/.exec(xml);
+  return (m?.[1] ?? '').split(/\s+/).filter((u) => u !== '');
+}
+
+function reachable(host: string, port: number): Promise<string | null> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    const t = setTimeout(() => {
+      s.destroy();
+      resolve('i/o timeout');
+    }, 5_000);
+    s.once('connect', () => {
+      clearTimeout(t);
+      s.destroy();
+      resolve(null);
+    });
+    s.once('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(t);
+      resolve(e.code === 'ECONNREFUSED' ? 'connect: connection refused' : e.message);
+    });
+  });
+}
+
+/**
+ * `RetrieveZimbraHostname` → `CheckServerAvailability(true)`: a connection to a master URL, the last error kept
+ * (pkg/carbonio/ldap.go `connect`, pkg/command/common.go). The go-ldap error text is *inferred*. A localconfig
+ * without the key (the namespace-less test lab) skips the check.
+ */
+async function checkDirectory(self: NodeJson): Promise<void> {
+  const urls = ldapMasterUrls(self);
+  let last = '';
+  for (const u of urls) {
+    const m = /^ldaps?:\/\/([^:/]+)(?::(\d+))?/.exec(u);
+    if (m === null) continue;
+    const [host, port] = [m[1] ?? '', Number(m[2] ?? 389)];
+    const err = await reachable(host, port);
+    if (err === null) return;
+    last = `LDAP Result Code 200 "Network Error": dial tcp ${host}:${port}: ${err}`;
+  }
+  if (urls.length > 0) throw fail(`unable to connect to ldap: failed to connect to ldap: ${last}`);
+}
+
+function runModelSetup(self: NodeJson, args: SetupArgs, uid: number): void {
+  try {
+    withWorld((w) =>
+      setup(w, self.name, {
+        bind: args.bind,
+        password: args.password,
+        firstInstance: args.firstInstance,
+        uid,
+        afterPrechecks: () => {
+          const message = consumeFailNextSetup();
+          if (message !== null) throw new SimError(message);
+        },
+      }),
+    );
+  } catch (e) {
+    if (e instanceof SimError) throw fail(e.message);
+    throw e;
+  }
+}
+
+function preRun(self: NodeJson, uid: number): void {
+  try {
+    withWorld((w) => setupPreRun(w, self.name, uid));
+  } catch (e) {
+    if (e instanceof SimError) throw fail(e.message);
+    throw e;
+  }
+}
+
+/** `Setup.Run`: terminal, preRun, then the non-interactive setup (success prints nothing). */
+async function runSetup(self: NodeJson, argv: string[]): Promise<number> {
+  const args = parseSetup(self, argv, false);
+  requireTerminal();
+  const term = openRawTerminal();
+  try {
+    preRun(self, process.getuid?.() ?? 0);
+    if ((args.password ?? '') !== '' || (args.bind ?? '') !== '') await checkDirectory(self);
+    runModelSetup(self, args, process.getuid?.() ?? 0);
+  } finally {
+    term.close();
+  }
+  // The unit was started: let the caller's next `consul …` find the agent listening, as systemd's start would.
+  if (agentPid(self, self.short) > 0) await waitForAgent();
+  return 0;
+}
+
+/** `isFirstInstance`: no readable credentials file and no mesh server in the directory. */
+function isFirstInstance(self: NodeJson): boolean {
+  return withWorld((w) => !w.fs(self.name).exists(CREDENTIALS_FILE) && meshServers(w).length === 0);
+}
+
+/** `Wizard.Run`: terminal, preRun, the dialog, then the same setup as `setup`. */
+async function runWizard(self: NodeJson, argv: string[]): Promise<number> {
+  const args = parseSetup(self, argv, true);
+  requireTerminal();
+  const uid = process.getuid?.() ?? 0;
+  const term = openRawTerminal();
+  try {
+    preRun(self, uid);
+    const t = new XTerm(term.io);
+    const first = self.kind === 'server' && (args.firstInstance || isFirstInstance(self));
+    let answers;
+    try {
+      // The lab's knob `service-discover setup-wizard password`: a pause inside the dialog, before the password prompt.
+      const pause = (): Promise<void> => applyLatency(['service-discover', 'setup-wizard', 'password']);
+      answers = self.kind === 'server' ? await serverWizard(t, dialogInterfaces(self), first, pause) : await agentWizard(t, dialogInterfaces(self), pause);
+    } catch (e) {
+      if (e instanceof SimError) throw fail(e.message);
+      // term.MustRead panics on EOF (Ctrl-C, Ctrl-D, input closed): Go's panic text, exit 2.
+      if (e instanceof TermEof) throw new SimError('panic: EOF\n\ngoroutine 1 [running]:\nmain.main()', 2);
+      throw e;
+    }
+    await applyLatency(['service-discover', 'setup']);
+    await checkDirectory(self);
+    runModelSetup(self, { ...args, bind: answers.bind, password: answers.password, firstInstance: first }, uid);
+  } finally {
+    term.close();
+  }
+  if (agentPid(self, self.short) > 0) await waitForAgent();
+  return 0;
+}
+
+/** Lines from stdin, one at a time (bootstrap-token without --password). */
 function lineReader(): { next: (timeoutMs: number) => Promise<string | null>; close: () => void } {
   const rl = readline.createInterface({ input: process.stdin, terminal: false });
   const lines: string[] = [];
@@ -78,49 +224,6 @@ function lineReader(): { next: (timeoutMs: number) => Promise<string | null>; cl
   };
 }
 
-async function wizard(args: SetupArgs): Promise<SetupArgs> {
-  const lines = lineReader();
-  try {
-    const self = loadSelf();
-    process.stdout.write(`eth0 ${self.ip}/24\n`);
-    process.stdout.write('Specify the binding address for service discovery: ');
-    const bind = (await lines.next(300_000)) ?? '';
-    process.stdout.write('Insert the cluster credential password: ');
-    const password = (await lines.next(300_000)) ?? '';
-    process.stdout.write('\n');
-    // With --wizard every non-interactive flag is ignored.
-    return { ...args, bind: bind.trim(), password };
-  } finally {
-    lines.close();
-  }
-}
-
-async function runSetup(self: NodeJson, argv: string[]): Promise<number> {
-  let args = parseSetup(self, argv);
-  if (args.wizard) args = await wizard(args);
-  const uid = process.getuid?.() ?? 0;
-  try {
-    withWorld((w) =>
-      setup(w, self.name, {
-        bind: args.bind,
-        password: args.password,
-        firstInstance: args.firstInstance,
-        uid,
-        afterPrechecks: () => {
-          const message = consumeFailNextSetup();
-          if (message !== null) throw new SimError(message);
-        },
-      }),
-    );
-  } catch (e) {
-    if (e instanceof SimError) throw fail(e.message);
-    throw e;
-  }
-  // The unit was started: let the caller's next `consul …` find the agent listening, as systemd's start would.
-  if (agentPid(self, self.short) > 0) await waitForAgent();
-  return 0;
-}
-
 async function readPassword(argv: string[]): Promise<string> {
   const flag = argv.find((a) => a.startsWith('--password='));
   if (flag !== undefined) return flag.slice('--password='.length);
@@ -136,14 +239,17 @@ async function readPassword(argv: string[]): Promise<string> {
 async function main(argv: string[]): Promise<number> {
   const self = loadSelf();
   const [cmd = '', ...rest] = argv;
-  await applyLatency(['service-discover', cmd]);
+  // The wizard's latency knob (`service-discover setup`) acts after the dialog, where the real work is.
+  if (cmd !== 'setup-wizard') await applyLatency(['service-discover', cmd]);
   switch (cmd) {
-    case '--version':
     case 'version':
-      process.stdout.write(`service-discover version ${SD_VERSION[self.profile]}\n`);
+      // pkg/command/version.go: the constant ApplicationVersion (0.1.0 at every tag) and no agent version.
+      process.stdout.write('service-discover version: 0.1.0\nagent version: N/A\n');
       return 0;
     case 'setup':
       return runSetup(self, rest);
+    case 'setup-wizard':
+      return runWizard(self, rest);
     case 'bootstrap-token': {
       if ((process.getuid?.() ?? 0) !== 0) throw fail('this command must be executed as root');
       const password = await readPassword(rest);
