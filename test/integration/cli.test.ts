@@ -184,7 +184,8 @@ describe('regen start / status / runs through the command functions', () => {
     const io = fakeIo();
     expect(await start(startOptions({ dryRun: true, yes: false }), io)).toBe(EXIT.ok);
     expect(io.stdoutText()).toContain('Plan for cluster testmesh');
-    expect(io.stdoutText()).toContain(`--first-instance --password=********`);
+    expect(io.stdoutText()).toContain('service-discover setup-wizard --first-instance');
+    expect(io.stdoutText()).not.toContain('--password=');
     expect(cluster.effects.log).toEqual([]);
   });
 
