@@ -2,12 +2,13 @@
  * What the commands share: opening the store with the redactor, obtaining the secret, building the SSH + Carbonio
  * node port with the command audit, choosing the reporter, and Ctrl-C handling.
  */
+import { stepEntry } from '../machines/catalogue.js';
 import { UsageError } from '../machines/errors.js';
 import type { Inventory, NodePort } from '../machines/port.js';
 import type { RegenContext } from '../machines/recovery.js';
 import type { RunDeps, RunEvent, RunResult } from '../machines/runner.js';
 import { EXIT, exitCodeForKind } from './exit-codes.js';
-import { renderPlan } from './plan-view.js';
+import { DOWNTIME_WARNING, renderPlan } from './plan-view.js';
 import type { Secret } from '../adapters/secrets/secret.js';
 import type { AuditSink } from '../adapters/ssh/remote.js';
 import type { Store } from '../store/types.js';
@@ -158,24 +159,7 @@ export async function makeReporter(json: boolean, io: Io): Promise<Reporter> {
 
 /** What a step amounts to, for the live view's "now running" column (the exact scripts are in regen log). */
 function describeStep(step: string): string {
-  const map: Record<string, string> = {
-    backup: 'cp -a … /var/backups/regen/<run>/',
-    'leader.reset-index': 'consul acl bootstrap',
-    'leader.reset-file': 'echo N > …/data/acl-bootstrap-reset',
-    'leader.stop': 'systemctl stop service-discover',
-    'follower.stop': 'systemctl stop service-discover',
-    'leader.wipe': 'rm config.json main.json *.pem',
-    'follower.wipe': 'rm config.json main.json *.pem',
-    'leader.raft-recovery': 'write data/raft/peers.json (this server alone)',
-    'leader.setup': 'service-discover setup --first-instance',
-    'follower.setup': 'service-discover setup',
-    'follower.copy-credentials': 'copy cluster-credentials.tar.gpg',
-    'leader.verify': 'consul members',
-    'follower.verify': 'consul members',
-    'final.verify': 'consul members; sha256sum',
-    'harden.revoke': 'consul acl token delete',
-  };
-  return map[step] ?? step;
+  return stepEntry(step)?.command ?? step;
 }
 
 /** First Ctrl-C: finish the command in flight, journal it, stop resumable. Second: stop at once. */
@@ -240,11 +224,11 @@ export async function operate(
         if (!o.yes && !io.stdinIsTTY) {
           throw new UsageError(`run ${ctx.runId} is waiting for the confirmation of the downtime and there is no terminal to ask on`, `regen resume ${ctx.runId} --yes`);
         }
-        if (o.json) return o.yes || confirmByName(ctx, io);
+        if (o.json) return o.yes || confirmByName(ctx, io, { planShown: false });
         reporter.suspend();
         try {
           io.err(renderPlan(ctx, { color: io.isTTY }));
-          return o.yes || (await confirmByName(ctx, io));
+          return o.yes || (await confirmByName(ctx, io, { planShown: true }));
         } finally {
           reporter.resume();
         }
@@ -268,11 +252,13 @@ export function exitFor(result: RunResult): number {
 }
 
 /** The operator types the cluster name to go on (a yes/no is too easy to give by reflex during an incident). */
-export async function confirmByName(ctx: RegenContext, io: Io): Promise<boolean> {
+export async function confirmByName(ctx: RegenContext, io: Io, o: { planShown: boolean }): Promise<boolean> {
   const { createInterface } = await import('node:readline/promises');
   const rl = createInterface({ input: io.stdin, output: io.stderr, terminal: io.stdinIsTTY });
   try {
-    const answer = await rl.question(`\nThe mesh will be DOWN from the leader's stop until every node is set up again.\nType the cluster name (${ctx.cluster}) to go on, anything else to abort: `);
+    // The plan ends with the downtime warning; without it (--json) the question says it.
+    const warning = o.planShown ? '' : `\n${DOWNTIME_WARNING}`;
+    const answer = await rl.question(`${warning}\nType the cluster name (${ctx.cluster}) to go on, anything else to abort: `);
     return answer.trim() === ctx.cluster;
   } finally {
     rl.close();

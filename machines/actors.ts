@@ -3,6 +3,7 @@
  * the secret held in memory). The runner provides them with recoveryMachine.provide({ actors: makeActors(deps) }).
  */
 import { fromPromise } from 'xstate';
+import { chainOf, stepEntry, STEPS, type ChainKey } from './catalogue.js';
 import { RegenError, toErrorRecord } from './errors.js';
 import type { NodeFacts } from './port.js';
 import { chooseLeader, planNodes, type PlannedNode } from './plan.js';
@@ -35,19 +36,25 @@ export async function pool<T, R>(items: T[], limit: number, fn: (item: T) => Pro
 
 const INSPECT_PARALLEL = 16;
 
+/** What each step of the follower chain runs; the chain's order is the catalogue's. */
+type FollowerStep = (d: steps.StepDeps, leader: PlannedNode, node: PlannedNode, sha256: string, round: number) => Promise<unknown>;
+const FOLLOWER_STEPS: Record<ChainKey<'follower'>, FollowerStep> = {
+  copyCredentials: (d, leader, node, sha256, round) => steps.copyCredentials(d, leader, node, sha256, round),
+  followerStop: (d, _leader, node, _sha256, round) => steps.stopService(d, node, STEPS.followerStop.name, round),
+  followerWipe: (d, _leader, node, _sha256, round) => steps.wipeNode(d, node, STEPS.followerWipe.name, round),
+  followerSetup: (d, leader, node, _sha256, round) => steps.setupFollower(d, leader, node, round),
+  followerVerify: (d, leader, node, _sha256, round) => steps.verifyMember(d, leader, node, STEPS.followerVerify.name, round),
+};
+
 /**
- * One follower's chain; a failed join is retried as a unit (copy, stop, wipe, setup) up to maxRounds. A resume
+ * One follower's chain; a failed join is retried as a unit (the whole chain) up to maxRounds. A resume
  * continues the journal's latest round, or starts a new one if that round's setup failed (it left main.json behind).
  */
 async function followerChain(d: steps.StepDeps, leader: PlannedNode, node: PlannedNode, sha256: string, maxRounds: number): Promise<void> {
   const startRound = followerStartRound(d, node.name);
   for (let round = startRound; ; round++) {
     try {
-      await steps.copyCredentials(d, leader, node, sha256, round);
-      await steps.stopService(d, node, 'follower.stop', round);
-      await steps.wipeNode(d, node, 'follower.wipe', round);
-      await steps.setupFollower(d, leader, node, round);
-      await steps.verifyMember(d, leader, node, 'follower.verify', round);
+      for (const e of chainOf('follower')) await FOLLOWER_STEPS[e.key as ChainKey<'follower'>](d, leader, node, sha256, round);
       return;
     } catch (err) {
       const retryable = err instanceof RegenError && err.kind === 'step-failed';
@@ -57,9 +64,9 @@ async function followerChain(d: steps.StepDeps, leader: PlannedNode, node: Plann
 }
 
 function followerStartRound(d: steps.StepDeps, node: string): number {
-  const rows = d.store.journal(d.runId, { node }).filter((r) => r.step.startsWith('follower.'));
+  const rows = d.store.journal(d.runId, { node }).filter((r) => stepEntry(r.step)?.chain === 'follower');
   const round = rows.reduce((m, r) => Math.max(m, r.attempt), 1);
-  const setupRows = rows.filter((r) => r.attempt === round && r.step === 'follower.setup');
+  const setupRows = rows.filter((r) => r.attempt === round && r.step === STEPS.followerSetup.name);
   const lastSetup = setupRows.reduce<(typeof rows)[number] | undefined>((a, r) => (a === undefined || r.id > a.id ? r : a), undefined);
   return lastSetup?.outcome === 'failed' ? round + 1 : round;
 }
@@ -124,7 +131,7 @@ export function makeActors(d: steps.StepDeps, hooks: ActorHooks = {}): typeof ac
       });
     }),
 
-    backup: fromPromise(async ({ input }) => {
+    backUpNodes: fromPromise(async ({ input }) => {
       const settled = await pool(input.nodes, INSPECT_PARALLEL, (n) => steps.backupNode(d, n));
       const failed = settled.flatMap((r, i) => (r.status === 'rejected' ? [{ node: input.nodes[i]?.name ?? '?', err: r.reason as unknown }] : []));
       if (failed.length === 1 && failed[0]) throw failed[0].err;
@@ -143,11 +150,11 @@ export function makeActors(d: steps.StepDeps, hooks: ActorHooks = {}): typeof ac
       return null;
     }),
     stopLeader: fromPromise(async ({ input }) => {
-      await steps.stopService(d, input.leader, 'leader.stop', input.round);
+      await steps.stopService(d, input.leader, STEPS.leaderStop.name, input.round);
       return null;
     }),
     wipeLeader: fromPromise(async ({ input }) => {
-      await steps.wipeNode(d, input.leader, 'leader.wipe', input.round);
+      await steps.wipeNode(d, input.leader, STEPS.leaderWipe.name, input.round);
       return null;
     }),
     writeRaftRecovery: fromPromise(async ({ input }) => {
@@ -156,7 +163,7 @@ export function makeActors(d: steps.StepDeps, hooks: ActorHooks = {}): typeof ac
     }),
     setupLeader: fromPromise(({ input }) => steps.setupLeader(d, input.leader, input.round)),
     verifyLeader: fromPromise(async ({ input }) => {
-      await steps.verifyMember(d, input.leader, input.leader, 'leader.verify', input.round);
+      await steps.verifyMember(d, input.leader, input.leader, STEPS.leaderVerify.name, input.round);
       return null;
     }),
 

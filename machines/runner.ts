@@ -14,7 +14,7 @@ import { DivergenceError, NeedsOperatorError, RegenError, StoreError, toErrorRec
 import type { Inventory, NodePort } from './port.js';
 import type { Warning } from './plan.js';
 import { MACHINE_VERSION, recoveryMachine, stateString, type RegenContext, type RunOptions } from './recovery.js';
-import { STEP_NAMES } from './steps.js';
+import { STEP_NAMES, STEPS } from './catalogue.js';
 
 /** Progress events, in the shapes adapters/terminal publishes (events.schema.json). */
 export type RunEvent = ProgressEvent;
@@ -136,7 +136,7 @@ export function abortRun(store: Store, runId: string, now = Date.now()): void {
 }
 
 function leaderSetupDone(store: Store, runId: string): boolean {
-  return store.journal(runId, { step: 'leader.setup' }).some((r) => r.outcome === 'done' || r.outcome === 'skipped');
+  return store.journal(runId, { step: STEPS.leaderSetup.name }).some((r) => r.outcome === 'done' || r.outcome === 'skipped');
 }
 
 async function drive(
@@ -188,7 +188,7 @@ async function drive(
     onDowntimeStart: (at: number) => {
       const run = store.getRun(runId);
       if (run && run.downtimeStartedAt === null) store.updateRun(runId, { downtimeStartedAt: at });
-      emit({ type: 'run.state', runId, state: 'leader.stop', at, downtimeStartedAt: run?.downtimeStartedAt ?? at });
+      emit({ type: 'run.state', runId, state: STEPS.leaderStop.state, at, downtimeStartedAt: run?.downtimeStartedAt ?? at });
     },
     journal: {
       store,

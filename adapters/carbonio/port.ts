@@ -238,7 +238,7 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
     async backup(node: string, runId: string): Promise<BackupManifest> {
       const command = build(() => cmd.backup(runId));
       const dir = cmd.backupDir(runId);
-      const res = await run(node, 'backup', command);
+      const res = await run(node, 'back up files', command);
       if (res.code === 6) {
         const what = /regen:backup-failed (.*)/.exec(res.stderr)?.[1] ?? dir;
         throw new CommandFailedError(
@@ -254,7 +254,7 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
           hint: `look at ${dir} on ${node}; move it away to let regen take a fresh backup`,
         });
       }
-      if (res.code !== 0) throw failed(node, 'backup', res, 'nothing was removed');
+      if (res.code !== 0) throw failed(node, 'back up files', res, 'nothing was removed');
       const { state, manifest } = parseBackup(res.stdout, dir, node);
       if ((state !== 'created' && state !== 'existing') || manifest === null) throw new NeedsOperatorError(`backup on ${node}: unexpected state ${state}`, { node });
       return manifest;

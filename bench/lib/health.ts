@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import Database from 'better-sqlite3';
+import { stepsForRole } from '../../machines/catalogue.js';
 import { sshExec, type Lab } from '../../test/lab/lab.js';
 
 /** The files the seeds' wipe can remove (and regen backs up), listed independently of regen's code. */
@@ -108,11 +109,12 @@ interface BackupLite {
   sha256: string;
 }
 
-/** Per node, the steps a finished run must have journaled as done (or skipped: the probe found them done). */
-function requiredSteps(node: string, leader: string, nodes: number): string[] {
-  if (node === leader) return ['backup', 'leader.reset-index', 'leader.reset-file', 'leader.stop', 'leader.wipe', 'leader.setup', 'leader.verify', 'final.verify'];
-  void nodes;
-  return ['backup', 'follower.copy-credentials', 'follower.stop', 'follower.wipe', 'follower.setup', 'follower.verify'];
+/** Per node, the steps a finished run must have journaled as done (or skipped: the probe found them done), from the catalogue. */
+function requiredSteps(node: string, leader: string, lab: Lab): string[] {
+  const shape = { meshServers: lab.nodes.filter((n) => n.kind === 'server').length, revoke: false };
+  return stepsForRole(node === leader ? 'leader' : 'follower', shape)
+    .filter((e) => e.chain !== 'harden')
+    .map((e) => e.name);
 }
 
 /**
@@ -203,7 +205,7 @@ export async function checkHealth(lab: Lab, dbPath: string, newSecret: string, b
   const open = journal.filter((r) => r.outcome === null);
   for (const r of open) problems.push(`journal: ${r.step} on ${r.node} (round ${r.attempt}) has an intent and no outcome`);
   for (const n of lab.nodes) {
-    for (const step of requiredSteps(n.name, leader, lab.nodes.length)) {
+    for (const step of requiredSteps(n.name, leader, lab)) {
       if (!journal.some((r) => r.step === step && r.node === n.name && (r.outcome === 'done' || r.outcome === 'skipped'))) {
         problems.push(`journal: ${step} on ${n.name} never ended done`);
       }

@@ -13,6 +13,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
+import { stepEntry } from '../../machines/catalogue.js';
 import { labDown, labFault, labUp, sshExec, type Lab } from '../../test/lab/lab.js';
 import { checkHealth, snapshotFiles, type HealthReport } from './health.js';
 import { resumeArgs, runRegen, startArgs, writeSecretFile, type RegenEvent, type RegenOutcome } from './regen-process.js';
@@ -31,17 +32,10 @@ export const TOPOLOGIES: Record<string, Topology> = {
   '3+2': { name: '3+2', nodes: 5, servers: 3, parallel: 4 },
 };
 
-/** Which simulated command a remote step runs, as the lab's latency fault names it. */
-const LATENCY_KEY: Record<string, string> = {
-  'leader.reset-index': 'consul acl bootstrap',
-  'leader.stop': 'systemctl stop',
-  'follower.stop': 'systemctl stop',
-  'leader.setup': 'service-discover setup',
-  'follower.setup': 'service-discover setup',
-  'leader.verify': 'consul members',
-  'follower.verify': 'consul members',
-  'final.verify': 'consul members',
-};
+/** Which simulated command a remote step runs, as the lab's latency fault names it: the catalogue's program. */
+function latencyKey(step: string): string | undefined {
+  return stepEntry(step)?.program ?? undefined;
+}
 export const INSIDE_LATENCY_MS = 1500;
 
 export type KillPoint =
@@ -117,7 +111,7 @@ export function killPoints(base: Baseline): KillPoint[] {
   const seen = new Set<string>();
   for (const e of base.events) {
     if (e.type !== 'step.started' || !e.step || !e.node) continue;
-    const key = LATENCY_KEY[e.step];
+    const key = latencyKey(e.step);
     if (key === undefined || seen.has(`${e.step}|${e.node}`)) continue;
     seen.add(`${e.step}|${e.node}`);
     points.push({ kind: 'inside', step: e.step, node: e.node, key, when: 'early', delayMs: 400, label: `inside ${e.step} ${short(e.node)} (waiting)` });

@@ -2,6 +2,7 @@
  * regen resume [RUN]: continue a run from its last persisted transition. Interrupted steps are probed on their
  * node, never blindly repeated; the leader and every node-bound step stay on the node recorded at the time.
  */
+import { STEPS } from '../../machines/catalogue.js';
 import { UsageError } from '../../machines/errors.js';
 import type { Inventory } from '../../machines/port.js';
 import { resumeRun, type RunDeps } from '../../machines/runner.js';
@@ -28,7 +29,7 @@ export async function resume(o: ResumeOptions, io: Io): Promise<number> {
       throw new UsageError(o.run ? `no run ${o.run} in ${store.path}` : `no unfinished run in ${store.path}`, 'regen runs lists the runs; --db selects another database');
     }
     // Once the leader is set up, the secret can be read back from it; before that it must be given again.
-    const leaderSetUp = store.journal(run.id, { step: 'leader.setup' }).some((r) => r.outcome === 'done' || r.outcome === 'skipped');
+    const leaderSetUp = store.journal(run.id, { step: STEPS.leaderSetup.name }).some((r) => r.outcome === 'done' || r.outcome === 'skipped');
     const secret = await obtainSecret({ passwordFile: o.passwordFile, generate: false, io: { ...io, stdinIsTTY: leaderSetUp ? false : io.stdinIsTTY }, required: false, newSecret: false });
     if (!secret && !leaderSetUp && pastConfirmation(store, run.id)) {
       throw new UsageError(

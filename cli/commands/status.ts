@@ -2,6 +2,7 @@
  * regen status / runs / log: read-only views of the database. They never connect to a node and never take the lock.
  */
 import { hostname } from 'node:os';
+import { applies, CATALOGUE, columnsForRole, statusColumns, stepEntry } from '../../machines/catalogue.js';
 import { UsageError } from '../../machines/errors.js';
 import type { JournalRow, RunRow, Store } from '../../store/types.js';
 import type { CellState, StatusView } from '../../adapters/terminal/index.js';
@@ -9,14 +10,13 @@ import type { Io } from '../io.js';
 import { EXIT } from '../exit-codes.js';
 import { sharedRedactor } from '../wiring.js';
 
-/** Matrix columns: a step name without its leader./follower. prefix. */
-export const STATUS_COLUMNS = ['backup', 'reset-index', 'reset-file', 'copy-credentials', 'stop', 'wipe', 'raft-recovery', 'setup', 'verify', 'final'] as const;
-const LEADER_COLUMNS = new Set(['backup', 'reset-index', 'reset-file', 'stop', 'wipe', 'raft-recovery', 'setup', 'verify', 'final']);
-const FOLLOWER_COLUMNS = new Set(['backup', 'copy-credentials', 'stop', 'wipe', 'setup', 'verify']);
+/** Matrix columns: the catalogue's status columns, in the order of the procedure. */
+export const STATUS_COLUMNS: readonly string[] = statusColumns();
+const LEADER_COLUMNS = columnsForRole('leader');
+const FOLLOWER_COLUMNS = columnsForRole('follower');
 
 function columnOf(step: string): string {
-  if (step === 'final.verify') return 'final';
-  return step.replace(/^(leader|follower)\./, '');
+  return stepEntry(step)?.column ?? step;
 }
 
 async function openForReading(db: string | undefined, env: NodeJS.ProcessEnv): Promise<Store> {
@@ -58,7 +58,8 @@ export function buildStatusView(store: Store, run: RunRow, now = Date.now()): St
   };
   const leader = run.leader;
   // The raft recovery column exists only for meshes of several servers.
-  const columns = STATUS_COLUMNS.filter((c) => c !== 'raft-recovery' || nodes.filter((n) => n.kind === 'server').length > 1);
+  const shape = { meshServers: nodes.filter((n) => n.kind === 'server').length, revoke: true };
+  const columns = STATUS_COLUMNS.filter((c) => CATALOGUE.some((e) => e.column === c && applies(e, shape)));
   const viewNodes = nodes
     .map((n) => {
       const role = n.role ?? (leader === null ? null : n.name === leader ? 'leader' : 'follower');
