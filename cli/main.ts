@@ -7,7 +7,7 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { EXIT, exitCodeFor } from './exit-codes.js';
+import { EXIT, EXIT_DESCRIPTIONS, exitCodeFor } from './exit-codes.js';
 import { processIo, type Io } from './io.js';
 
 /** Followers set up at once unless --parallel says otherwise. */
@@ -32,6 +32,13 @@ function secretOptions<T>(y: Argv<T>) {
   return y
     .option('password-file', { type: 'string', describe: 'file holding the mesh secret (mode 0600); else $REGEN_MESH_PASSWORD, the Ansible _consulpassword file, or a hidden prompt' })
     .option('generate-password', { type: 'boolean', default: false, describe: 'generate a new random mesh secret (printed nowhere: read it later from the leader\'s /var/lib/service-discover/password)' });
+}
+
+/** yargs refused the command line and has said why. */
+class CommandLineRefused extends Error {}
+
+function exitCodeLines(): string {
+  return (Object.keys(EXIT) as (keyof typeof EXIT)[]).map((k) => `  ${String(EXIT[k]).padStart(2)}  ${EXIT_DESCRIPTIONS[k]}`).join('\n');
 }
 
 export async function main(argv: string[], io: Io = processIo()): Promise<number> {
@@ -144,16 +151,17 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     .help()
     .version()
     .wrap(Math.min(110, process.stdout.columns || 100))
-    .fail((msg, err, y) => {
+    .epilog(`exit codes:\n${exitCodeLines()}`)
+    .fail((msg, err) => {
       if (err) throw err;
-      void y;
       io.err(`regen: ${msg}\nrun regen --help for the commands and options\n`);
-      code = EXIT.usage;
+      // Thrown, so that the command's handler never runs on arguments yargs refused (one error, not two).
+      throw new CommandLineRefused();
     });
   try {
     await parser.parseAsync();
   } catch (err) {
-    code = reportError(err, io);
+    code = err instanceof CommandLineRefused ? EXIT.usage : reportError(err, io);
   }
   return code;
 }

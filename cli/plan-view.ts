@@ -10,7 +10,7 @@
 import * as cmd from '../adapters/carbonio/commands.js';
 import { pool } from '../machines/actors.js';
 import { CATALOGUE, applies, stepsForRole, type CatalogueEntry, type RunShape, type StepKey } from '../machines/catalogue.js';
-import { toErrorRecord, type ErrorKind } from '../machines/errors.js';
+import { toErrorRecord, type ErrorKind, type ErrorRecord } from '../machines/errors.js';
 import { planNodes, type PlannedNode, type Warning } from '../machines/plan.js';
 import { BACKUP_ROOT, CONFIG_JSON, CREDENTIALS_FILE, MAIN_JSON, PASSWORD_FILE, RESET_FILE, SD_HOME, type Inventory, type NodeFacts, type NodePort, type Profile } from '../machines/port.js';
 import type { RegenContext, RunOptions } from '../machines/recovery.js';
@@ -272,9 +272,10 @@ export interface PlanResult {
   problems: PlanProblem[];
 }
 
-function problemLines(message: string): string[] {
-  const items = message.split('\n').filter((l) => l.startsWith('  - ')).map((l) => l.slice(4));
-  return items.length ? items : [message];
+/** The problems an error is made of (its typed list), or the error itself as the one problem. */
+function problemsOf(e: ErrorRecord): PlanProblem[] {
+  const one: PlanProblem = { ...(e.node === undefined ? {} : { node: e.node }), kind: e.kind, message: e.message, ...(e.hint === undefined ? {} : { hint: e.hint }) };
+  return (e.problems ?? [one]).map((p) => ({ ...p, ...(p.hint === undefined && e.hint !== undefined ? { hint: e.hint } : {}) }));
 }
 
 /**
@@ -312,10 +313,7 @@ export async function makePlan(a: { port: NodePort; store: Store; inventory: Inv
       planNodes({ ...inventory, nodes: [n] }, [f]);
     } catch (err) {
       excluded.add(n.name);
-      const e = toErrorRecord(err);
-      for (const line of problemLines(e.message)) {
-        problems.push({ node: n.name, kind: e.kind, message: `${line.startsWith(`${n.name}: `) ? line.slice(n.name.length + 2) : line} (not planned)`, ...(e.hint ? { hint: e.hint } : {}) });
-      }
+      for (const p of problemsOf(toErrorRecord(err))) problems.push({ ...p, node: p.node ?? n.name, message: `${p.message} (not planned)` });
     }
   }
   const planned = inventory.nodes.filter((n) => !excluded.has(n.name));
@@ -330,8 +328,7 @@ export async function makePlan(a: { port: NodePort; store: Store; inventory: Inv
   const result = await startRun({ store: a.store, port: viewPort, secret: null }, { inventory: { ...inventory, nodes: planned }, options: a.options, runId: PLAN_RUN_ID });
   if (result.state === 'confirming') return { context: result.context, problems };
   if (result.error) {
-    const e = result.error;
-    for (const line of problemLines(e.message)) problems.push({ ...(e.node ? { node: e.node } : {}), kind: e.kind, message: line, ...(e.hint ? { hint: e.hint } : {}) });
+    problems.push(...problemsOf(result.error));
   } else {
     problems.push({ kind: 'internal', message: `the plan stopped in state ${result.state}` });
   }

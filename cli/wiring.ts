@@ -175,7 +175,7 @@ export function interruptHandling(io: Io, reporter: Reporter): { shouldStop: () 
     } else {
       reporter.close();
       io.err('\nregen: stopped at once; regen resume will check the interrupted step on the node before going on\n');
-      process.exit(130);
+      process.exit(EXIT.aborted);
     }
   });
   return { shouldStop: () => count > 0, dispose };

@@ -4,7 +4,7 @@
  */
 import { fromPromise } from 'xstate';
 import { chainOf, stepEntry, STEPS, type ChainKey } from './catalogue.js';
-import { RegenError, toErrorRecord } from './errors.js';
+import { problemsMessage, RegenError, toErrorRecord, type Problem } from './errors.js';
 import type { NodeFacts } from './port.js';
 import { chooseLeader, planNodes, type PlannedNode } from './plan.js';
 import { actorTypes } from './recovery.js';
@@ -71,6 +71,13 @@ function followerStartRound(d: steps.StepDeps, node: string): number {
   return lastSetup?.outcome === 'failed' ? round + 1 : round;
 }
 
+/** A node's failure as a problem of a list, its message without the node's name in front. */
+function problemOf(node: string, err: unknown): Problem {
+  const e = toErrorRecord(err);
+  const message = e.message.startsWith(`${node}: `) ? e.message.slice(node.length + 2) : e.message;
+  return { node, kind: e.kind, message, ...(e.hint === undefined ? {} : { hint: e.hint }) };
+}
+
 function allStoppedByOperator(failed: { err: unknown }[]): boolean {
   return failed.every((f) => toErrorRecord(f.err).kind === 'aborted');
 }
@@ -79,10 +86,13 @@ export function makeActors(d: steps.StepDeps, hooks: ActorHooks = {}): typeof ac
   return {
     preflight: fromPromise(async ({ input }) => {
       const settled = await pool(input.inventory.nodes, INSPECT_PARALLEL, (n) => d.port.inspect(n.name));
-      const failures = settled.flatMap((r, i) => (r.status === 'rejected' ? [`${input.inventory.nodes[i]?.name}: ${toErrorRecord(r.reason).message}`] : []));
+      const failures = settled.flatMap((r, i) => (r.status === 'rejected' ? [problemOf(input.inventory.nodes[i]?.name ?? '?', r.reason)] : []));
       if (failures.length) {
-        throw new RegenError('preflight', `preflight could not inspect ${failures.length} node(s); nothing was changed:\n  - ${failures.join('\n  - ')}`, {
+        // An unreachable node is its own exit code (10), as regen plan says; other failures are preflight's (3).
+        const kind = failures.some((f) => f.kind === 'unreachable') ? 'unreachable' : 'preflight';
+        throw new RegenError(kind, problemsMessage(`preflight could not inspect ${failures.length} node(s); nothing was changed`, failures), {
           hint: 'make every node reachable over SSH (regen plan shows the same checks), then run regen start again',
+          problems: failures,
         });
       }
       const facts = settled.map((r) => (r as PromiseFulfilledResult<NodeFacts>).value);

@@ -88,9 +88,10 @@ type ErrorEvent = { error: unknown };
 
 function errorRecordOf(e: unknown): ErrorRecord {
   if (e && typeof e === 'object' && 'kind' in e && 'message' in e) {
-    const r = e as { kind: ErrorRecord['kind']; name?: string; message: string; node?: string; hint?: string; exitCode?: number | null };
+    const r = e as { kind: ErrorRecord['kind']; name?: string; message: string; node?: string; hint?: string; exitCode?: number | null; problems?: ErrorRecord['problems'] };
     const rec: ErrorRecord = { kind: r.kind, name: r.name ?? 'Error', message: r.message };
     if (r.node !== undefined) rec.node = r.node;
+    if (r.problems !== undefined) rec.problems = r.problems;
     if (r.hint !== undefined) rec.hint = r.hint;
     if (r.exitCode !== undefined) rec.exitCode = r.exitCode;
     return rec;

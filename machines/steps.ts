@@ -7,7 +7,7 @@ import type { Secret } from '../adapters/secrets/secret.js';
 import type { Store } from '../store/types.js';
 import { STEPS } from './catalogue.js';
 import { durableStep, type Journal, type Probe } from './durable.js';
-import { CommandFailedError, NeedsOperatorError, RegenError } from './errors.js';
+import { CommandFailedError, NeedsOperatorError, RegenError, StaleResetIndexError, type ErrorRecord } from './errors.js';
 import type { BackupManifest, MeshKind, NodePort, Member } from './port.js';
 import type { PlannedNode } from './plan.js';
 
@@ -90,13 +90,24 @@ export async function readResetIndex(d: StepDeps, leader: PlannedNode, round: nu
 /**
  * The valid index as named by the previous round's failed setup, when its bootstrap was refused for a stale one
  * (the ACLs were reset by someone else after regen read the index): the pending reset file then holds the stale
- * index, and trusting it would fail every later round the same way.
+ * index, and trusting it would fail every later round the same way. Read from the journal's typed error record.
  */
 function indexNamedBySetupFailure(d: StepDeps, leader: string, round: number): number | null {
   const failed = d.store.journal(d.runId, { step: STEPS.leaderSetup.name, node: leader }).filter((r) => r.attempt === round && r.outcome === 'failed');
   const last = failed.reduce<(typeof failed)[number] | undefined>((a, r) => (a === undefined || r.id > a.id ? r : a), undefined);
-  const m = /Invalid bootstrap reset index \(specified \d+, reset index: (\d+)\)/.exec(last?.detail ?? '');
-  return m?.[1] === undefined ? null : Number(m[1]);
+  if (last?.detail == null) return null;
+  const detail = JSON.parse(last.detail) as { error?: ErrorRecord };
+  return detail.error?.validResetIndex ?? null;
+}
+
+/** Consul's refusal of a bootstrap with a stale reset index names the valid one (agent/consul/acl_endpoint.go). */
+const STALE_INDEX = /Invalid bootstrap reset index \(specified \d+, reset index: (\d+)\)/;
+
+/** A setup failure that is consul refusing a stale reset index, as a typed error; any other error as it is. */
+function typedSetupFailure(err: unknown): unknown {
+  if (!(err instanceof CommandFailedError) || err instanceof StaleResetIndexError) return err;
+  const m = STALE_INDEX.exec(err.message);
+  return m?.[1] === undefined ? err : new StaleResetIndexError(err.node ?? '?', err.message, err.exitCode, Number(m[1]));
 }
 
 export async function writeResetFile(d: StepDeps, leader: PlannedNode, index: number, round: number): Promise<void> {
@@ -187,7 +198,9 @@ export async function setupLeader(d: StepDeps, leader: PlannedNode, round: numbe
     probeFirst: true,
     probe,
     apply: async () => {
-      await d.port.setupLeader(leader.name, leader.bindAddress, await d.secret());
+      await d.port.setupLeader(leader.name, leader.bindAddress, await d.secret()).catch((err: unknown) => {
+        throw typedSetupFailure(err);
+      });
       const p = await probe();
       if (p.state !== 'done') {
         throw new CommandFailedError(leader.name, `service-discover setup --first-instance on ${leader.name} reported success but left no new credentials or no running service`, 0);

@@ -117,7 +117,7 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
           node,
           `${what} on ${node}: token could not be read from credentials (wrong secret?)${gpgSaid === '' ? '' : `: ${gpgSaid}`}`,
           res.code,
-          'check the mesh secret (--secret-file / --secret-env) against the leader’s credentials',
+          'check the mesh secret (--password-file FILE or REGEN_MESH_PASSWORD) against the leader’s credentials',
         );
       case 'no-token':
         return new CommandFailedError(node, `${what} on ${node}: the credentials decrypt but hold no consul-acl-secret.json SecretID`, res.code);

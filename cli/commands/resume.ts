@@ -2,6 +2,7 @@
  * regen resume [RUN]: continue a run from its last persisted transition. Interrupted steps are probed on their
  * node, never blindly repeated; the leader and every node-bound step stay on the node recorded at the time.
  */
+import { existsSync } from 'node:fs';
 import { STEPS } from '../../machines/catalogue.js';
 import { UsageError } from '../../machines/errors.js';
 import type { Inventory } from '../../machines/port.js';
@@ -22,6 +23,12 @@ export interface ResumeOptions extends ConnectOptions {
 }
 
 export async function resume(o: ResumeOptions, io: Io): Promise<number> {
+  // Nothing to resume must not create a database as a side effect.
+  const { defaultDbPath } = await import('../../store/store.js');
+  const path = o.db ?? defaultDbPath(io.env);
+  if (path !== ':memory:' && !existsSync(path)) {
+    throw new UsageError(`no run to resume: there is no database at ${path}`, 'regen start begins a run; --db or $REGEN_DB select another database');
+  }
   const store = await openRegenStore(o.db, io.env);
   try {
     const run = o.run ? store.getRun(o.run) : store.latestUnfinishedRun();

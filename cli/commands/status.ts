@@ -1,6 +1,7 @@
 /**
  * regen status / runs / log: read-only views of the database. They never connect to a node and never take the lock.
  */
+import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { applies, CATALOGUE, columnsForRole, statusColumns, stepEntry } from '../../machines/catalogue.js';
 import { UsageError } from '../../machines/errors.js';
@@ -19,9 +20,17 @@ function columnOf(step: string): string {
   return stepEntry(step)?.column ?? step;
 }
 
-async function openForReading(db: string | undefined, env: NodeJS.ProcessEnv): Promise<Store> {
+/** The database, read-only; null when there is none yet (nothing was ever recorded there: not a damaged database). */
+async function openForReading(db: string | undefined, env: NodeJS.ProcessEnv): Promise<Store | null> {
   const { openStore, defaultDbPath } = await import('../../store/store.js');
-  return openStore(db ?? defaultDbPath(env), { readonly: true });
+  const path = db ?? defaultDbPath(env);
+  if (path !== ':memory:' && !existsSync(path)) return null;
+  return openStore(path, { readonly: true });
+}
+
+async function noDatabase(db: string | undefined, env: NodeJS.ProcessEnv): Promise<UsageError> {
+  const { defaultDbPath } = await import('../../store/store.js');
+  return new UsageError(`no run recorded: there is no database at ${db ?? defaultDbPath(env)} yet`, 'regen start records its runs there; --db or $REGEN_DB select another database');
 }
 
 function holderAlive(store: Store, run: RunRow): boolean {
@@ -128,6 +137,7 @@ export async function status(o: { db: string | undefined; json: boolean; run: st
   const redactor = await sharedRedactor();
   const once = async (): Promise<RunRow> => {
     const store = await openForReading(o.db, io.env);
+    if (store === null) throw await noDatabase(o.db, io.env);
     try {
       const run = pickRun(store, o.run);
       const view = buildStatusView(store, run);
@@ -158,6 +168,11 @@ export async function status(o: { db: string | undefined; json: boolean; run: st
 export async function runs(o: { db: string | undefined; json: boolean }, io: Io): Promise<number> {
   const { renderRuns } = await import('../../adapters/terminal/status.js');
   const store = await openForReading(o.db, io.env);
+  // No database yet is no run yet, as an empty one: the same answer.
+  if (store === null) {
+    if (!o.json) io.out(renderRuns([], { color: false }));
+    return EXIT.ok;
+  }
   try {
     const rows = store.listRuns();
     if (o.json) for (const r of rows) io.out(`${JSON.stringify({ type: 'run', ...r })}\n`);
@@ -171,6 +186,7 @@ export async function runs(o: { db: string | undefined; json: boolean }, io: Io)
 export async function log(o: { db: string | undefined; json: boolean; run: string | undefined; node: string | undefined; limit: number }, io: Io): Promise<number> {
   const { renderLog } = await import('../../adapters/terminal/status.js');
   const store = await openForReading(o.db, io.env);
+  if (store === null) throw await noDatabase(o.db, io.env);
   try {
     const run = pickRun(store, o.run);
     const rows = store.listAudit(run.id, { ...(o.node === undefined ? {} : { node: o.node }), limit: o.limit });

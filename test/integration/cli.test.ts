@@ -182,7 +182,7 @@ describe('regen start / status / runs through the command functions', () => {
 
   it('plan (dry run) records nothing and changes nothing', async () => {
     const io = fakeIo();
-    expect(await start(startOptions({ dryRun: true, yes: false }), io)).toBe(EXIT.ok);
+    expect(await start(startOptions({ dryRun: true, yes: false, verbose: true }), io)).toBe(EXIT.ok);
     expect(io.stdoutText()).toContain('Plan for cluster testmesh');
     expect(io.stdoutText()).toContain(`--first-instance --password=********`);
     expect(cluster.effects.log).toEqual([]);

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NodeUnreachableError } from '../../machines/errors.js';
+import { HostKeyRefusedError, NodeUnreachableError, PrivilegeError } from '../../machines/errors.js';
 import { parseKnownHosts } from '../../adapters/ssh/known-hosts.js';
 import { parseSshConfig } from '../../adapters/ssh/ssh-config.js';
 import { SshPool, SshTransport, type SshPoolOptions } from '../../adapters/ssh/transport.js';
@@ -271,7 +271,7 @@ describe.skipIf(skipReason !== null || !haveSshd)('SshTransport against OpenSSH 
     writeFileSync(onlyTarget, `${knownLine(target)}\n`);
     const p2 = pool({ sshConfig: config, knownHostsPath: onlyTarget });
     const err = await p2.remote({ node: 'behind', host: 'behind' }).exec('true').catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(NodeUnreachableError);
+    expect(err).toBeInstanceOf(HostKeyRefusedError);
     expect((err as Error).message).toContain('jump host bastion');
     expect((err as Error).message).toContain(`127.0.0.1:${jump.port}`);
   });
@@ -307,7 +307,7 @@ describe.skipIf(skipReason !== null || !haveSshd)('SshTransport against OpenSSH 
     const p = pool({});
     const r = p.remote({ node: 'mx3', host: '127.0.0.1', port: target.port, user, identityFile: clientKey });
     const err = await r.exec('id -u').catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(NodeUnreachableError);
+    expect(err).toBeInstanceOf(PrivilegeError);
     expect((err as Error).message).toBe(`user ${user} on node mx3 needs passwordless sudo for regen (or log in as root)`);
     expect((await r.exec('id -un', { root: false })).stdout).toBe(`${user}\n`);
   });
