@@ -80,7 +80,7 @@ describe('regen start / status / runs through the command functions', () => {
   it('a finished run: status shows done, the leader and the node × step view', async () => {
     const io = fakeIo({ REGEN_MESH_PASSWORD: SECRET });
     expect(await start(startOptions(), io)).toBe(EXIT.ok);
-    expect(healthy(cluster).ok).toBe(true);
+    expect(healthy(cluster, SECRET).ok).toBe(true);
     expect(io.stderrText()).toMatch(/run run-cli done/);
     expect(io.stderrText()).not.toContain(SECRET);
 
@@ -158,7 +158,7 @@ describe('regen start / status / runs through the command functions', () => {
       r,
     );
     expect(code).toBe(EXIT.ok);
-    expect(healthy(cluster).ok).toBe(true);
+    expect(healthy(cluster, SECRET).ok).toBe(true);
     // --json: every line is a valid event and none carries the secret.
     const lines = r.stdoutText().trim().split('\n');
     expect(lines.length).toBeGreaterThan(5);

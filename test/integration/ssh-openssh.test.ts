@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HostKeyRefusedError, NodeUnreachableError, PrivilegeError } from '../../machines/errors.js';
 import { parseKnownHosts } from '../../adapters/ssh/known-hosts.js';
 import { parseSshConfig } from '../../adapters/ssh/ssh-config.js';
-import { SshPool, SshTransport, type SshPoolOptions } from '../../adapters/ssh/transport.js';
+import { SshPool, type SshPoolOptions } from '../../adapters/ssh/transport.js';
 
 const SSHD = '/usr/sbin/sshd';
 const isRoot = process.getuid?.() === 0;
@@ -122,11 +122,6 @@ async function stop(proc: ChildProcess): Promise<void> {
 function knownLine(s: Sshd): string {
   const [type, b64] = s.hostPub.split(' ');
   return `[127.0.0.1]:${s.port} ${type} ${b64}`;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
 }
 
 describe.skipIf(skipReason !== null || !haveSshd)('SshTransport against OpenSSH sshd', () => {
@@ -310,38 +305,5 @@ describe.skipIf(skipReason !== null || !haveSshd)('SshTransport against OpenSSH 
     expect(err).toBeInstanceOf(PrivilegeError);
     expect((err as Error).message).toBe(`user ${user} on node mx3 needs passwordless sudo for regen (or log in as root)`);
     expect((await r.exec('id -un', { root: false })).stdout).toBe(`${user}\n`);
-  });
-
-  it('measures exec latency on a reused connection with and without setNoDelay', async () => {
-    const rounds = 25;
-    const result: Record<string, number> = {};
-    // root's shell may source a heavy ~/.bashrc on every exec; a temp user with /bin/sh measures the transport.
-    const user = userSkip === null ? (users[0] ?? 'root') : 'root';
-    for (const noDelay of [true, false]) {
-      const t = new SshTransport({ node: 'mx1', host: '127.0.0.1', port: target.port, user, identityFile: clientKey }, {
-        knownHostsPath: knownHosts,
-        sshConfigPath: null,
-        agentSocket: null,
-        home,
-        noDelay,
-      });
-      try {
-        await t.exec('true', { root: false });
-        const times: number[] = [];
-        for (let i = 0; i < rounds; i++) {
-          const t0 = performance.now();
-          await t.exec('true', { root: false });
-          times.push(performance.now() - t0);
-        }
-        result[noDelay ? 'noDelay' : 'nagle'] = median(times);
-        expect(t.connectionCount).toBe(1);
-      } finally {
-        await t.close();
-      }
-    }
-    console.log(
-      `exec latency over OpenSSH as ${user}, median of ${rounds}: setNoDelay(true) ${result['noDelay']?.toFixed(1)} ms, Nagle on ${result['nagle']?.toFixed(1)} ms`,
-    );
-    expect(Object.keys(result)).toHaveLength(2);
   });
 });
