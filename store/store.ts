@@ -18,6 +18,7 @@ import type {
   NodeRow,
   ProbeResult,
   RunRow,
+  RunPatch,
   StepOutcome,
   Store,
   TransitionRow,
@@ -596,7 +597,7 @@ class SqliteStore implements Store {
     if (res.changes === 0) throw new StoreError(`no run ${id} in ${this.path}`);
   }
 
-  countRecovery(id: string): number {
+  incrementRecoveries(id: string): number {
     const r = this.#q.countRecovery.get(this.#bind({ id, now: this.#now() }));
     if (r === undefined) throw new StoreError(`no run ${id} in ${this.path}`);
     return r.recoveries;
@@ -630,6 +631,18 @@ class SqliteStore implements Store {
           }),
         );
         this.#q.touchRun.run(this.#bind({ id: t.runId, now: at }));
+        return seq;
+      })
+      .immediate();
+  }
+
+  persistTransition(t: Omit<TransitionRow, 'seq' | 'at'> & { at?: number }, run: RunPatch, nodes: readonly NodeRow[]): number {
+    // One IMMEDIATE transaction (the calls inside nest as savepoints): a kill leaves all three or none.
+    return this.#db
+      .transaction(() => {
+        const seq = this.appendTransition(t);
+        this.updateRun(t.runId, run);
+        for (const n of nodes) this.upsertNode(n);
         return seq;
       })
       .immediate();

@@ -179,3 +179,44 @@ describe('crash-after-effect at every remote step (the effect happened, the answ
     });
   }
 });
+
+describe('crash inside the transaction that records a transition with its run row and node rows', () => {
+  const t = TOPOLOGIES[1] as Topology;
+  it(`${t.name}: a kill between the run row and the node rows leaves none of the three; resume ends healthy`, async () => {
+    const base = await baseline(t);
+    const h = harness({ servers: t.servers, agents: t.agents, profile: t.profile, parallel: 2 });
+    try {
+      const store = h.open();
+      const p = new Process(store, h.cluster.port);
+      const view = p.storeView();
+      let crashedAt: string | null = null;
+      // The first transition that writes node rows (preflight planned the nodes): the process dies after the first row.
+      view.persistTransition = (tr, run, nodes) => {
+        if (nodes.length === 0) return store.persistTransition(tr, run, nodes);
+        crashedAt = tr.toState;
+        const dying = {
+          *[Symbol.iterator]() {
+            yield nodes[0];
+            p.crash();
+          },
+          length: nodes.length,
+        } as unknown as typeof nodes;
+        return store.persistTransition(tr, run, dying);
+      };
+      await expect(h.start({ store: view, port: p.portView() })).rejects.toThrow();
+      expect(crashedAt).toBe('leaderCheck');
+      // All or none: the transition is not there, the run row and node rows are as before it.
+      const s = h.open();
+      expect(s.lastTransition('run-1')?.toState).toBe('preflight');
+      expect(s.getRun('run-1')?.state).toBe('preflight');
+      expect(s.listNodes('run-1').map((n) => n.profile)).toEqual(h.cluster.nodes.map(() => null));
+      const r = await h.resume('run-1');
+      expect(r.state, JSON.stringify(r.error)).toBe('done');
+      expect(healthy(h.cluster, h.secret).problems).toEqual([]);
+      expect(effectCounts(h)).toEqual(base.counts);
+      expect(s.listNodes('run-1').filter((n) => n.role === 'leader').map((n) => n.name)).toEqual([h.cluster.preferredLeader]);
+    } finally {
+      h.cleanup();
+    }
+  });
+});
