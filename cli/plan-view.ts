@@ -319,8 +319,10 @@ export async function makePlan(a: { port: NodePort; store: Store; inventory: Inv
   const planned = inventory.nodes.filter((n) => !excluded.has(n.name));
   if (planned.length === 0) return { context: null, problems };
   const lower = new Set([...excluded].map((x) => x.toLowerCase()));
+  // Without withSignal: a port bound to a signal would be the underlying one, without the overrides below.
+  const { withSignal: _bound, ...unbound } = port;
   const viewPort: NodePort = {
-    ...port,
+    ...unbound,
     inspect: async (node) => facts.get(node) ?? port.inspect(node),
     // A node left out of the plan is still listed by the directory; it is a problem above, not a second one here.
     meshServers: async (node, profile) => (await port.meshServers(node, profile)).filter((s) => !lower.has(s.toLowerCase()) && !lower.has(s.split('.')[0]?.toLowerCase() ?? '')),

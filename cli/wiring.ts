@@ -100,14 +100,18 @@ export const makeNodePort: PortFactory = async (inventory, connect, store, io) =
     },
   });
   const port = createCarbonioPort((node: string) => pool.remote(node), { commandTimeoutMs: connect.commandTimeoutS * 1000 });
-  return {
-    ...bindAll(port),
+  const masked = (p: NodePort): NodePort => ({
+    ...bindAll(p),
     // A secret read back from the leader is masked everywhere from the moment it exists.
     readMeshSecret: async (node: string) => {
-      const s = await port.readMeshSecret(node);
+      const s = await p.readMeshSecret(node);
       if (s) redactor.add(s, 'mesh secret');
       return s;
     },
+    withSignal: (signal: AbortSignal) => masked(p.withSignal?.(signal) ?? p),
+  });
+  return {
+    ...masked(port),
     close: async () => {
       await port.close();
       await pool.closeAll();

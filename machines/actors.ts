@@ -82,9 +82,15 @@ function allStoppedByOperator(failed: { err: unknown }[]): boolean {
   return failed.every((f) => toErrorRecord(f.err).kind === 'aborted');
 }
 
-export function makeActors(d: steps.StepDeps, hooks: ActorHooks = {}): typeof actorTypes {
+/** The step dependencies of one invoked actor: its port bound to the actor's abort signal, when the port can be. */
+function boundTo(d: steps.StepDeps, signal: AbortSignal): steps.StepDeps {
+  return d.port.withSignal === undefined ? d : { ...d, port: d.port.withSignal(signal) };
+}
+
+export function makeActors(base: steps.StepDeps, hooks: ActorHooks = {}): typeof actorTypes {
   return {
-    preflight: fromPromise(async ({ input }) => {
+    preflight: fromPromise(async ({ input, signal }) => {
+      const d = boundTo(base, signal);
       const settled = await pool(input.inventory.nodes, INSPECT_PARALLEL, (n) => d.port.inspect(n.name));
       const failures = settled.flatMap((r, i) => (r.status === 'rejected' ? [problemOf(input.inventory.nodes[i]?.name ?? '?', r.reason)] : []));
       if (failures.length) {
@@ -99,7 +105,8 @@ export function makeActors(d: steps.StepDeps, hooks: ActorHooks = {}): typeof ac
       return planNodes(input.inventory, facts);
     }),
 
-    leaderCheck: fromPromise(async ({ input }) => {
+    leaderCheck: fromPromise(async ({ input, signal }) => {
+      const d = boundTo(base, signal);
       const nodes = input.nodes;
       let meshServers: string[] | null = null;
       const errors: string[] = [];
@@ -141,7 +148,8 @@ export function makeActors(d: steps.StepDeps, hooks: ActorHooks = {}): typeof ac
       });
     }),
 
-    backUpNodes: fromPromise(async ({ input }) => {
+    backUpNodes: fromPromise(async ({ input, signal }) => {
+      const d = boundTo(base, signal);
       const settled = await pool(input.nodes, INSPECT_PARALLEL, (n) => steps.backupNode(d, n));
       const failed = settled.flatMap((r, i) => (r.status === 'rejected' ? [{ node: input.nodes[i]?.name ?? '?', err: r.reason as unknown }] : []));
       if (failed.length === 1 && failed[0]) throw failed[0].err;
@@ -154,30 +162,36 @@ export function makeActors(d: steps.StepDeps, hooks: ActorHooks = {}): typeof ac
       return null;
     }),
 
-    readResetIndex: fromPromise(({ input }) => steps.readResetIndex(d, input.leader, input.round)),
-    writeResetFile: fromPromise(async ({ input }) => {
+    readResetIndex: fromPromise(({ input, signal }) => steps.readResetIndex(boundTo(base, signal), input.leader, input.round)),
+    writeResetFile: fromPromise(async ({ input, signal }) => {
+      const d = boundTo(base, signal);
       await steps.writeResetFile(d, input.leader, input.index, input.round);
       return null;
     }),
-    stopLeader: fromPromise(async ({ input }) => {
+    stopLeader: fromPromise(async ({ input, signal }) => {
+      const d = boundTo(base, signal);
       await steps.stopService(d, input.leader, STEPS.leaderStop.name, input.round);
       return null;
     }),
-    wipeLeader: fromPromise(async ({ input }) => {
+    wipeLeader: fromPromise(async ({ input, signal }) => {
+      const d = boundTo(base, signal);
       await steps.wipeNode(d, input.leader, STEPS.leaderWipe.name, input.round);
       return null;
     }),
-    writeRaftRecovery: fromPromise(async ({ input }) => {
+    writeRaftRecovery: fromPromise(async ({ input, signal }) => {
+      const d = boundTo(base, signal);
       await steps.writeRaftRecovery(d, input.leader, input.round);
       return null;
     }),
-    setupLeader: fromPromise(({ input }) => steps.setupLeader(d, input.leader, input.round)),
-    verifyLeader: fromPromise(async ({ input }) => {
+    setupLeader: fromPromise(({ input, signal }) => steps.setupLeader(boundTo(base, signal), input.leader, input.round)),
+    verifyLeader: fromPromise(async ({ input, signal }) => {
+      const d = boundTo(base, signal);
       await steps.verifyMember(d, input.leader, input.leader, STEPS.leaderVerify.name, input.round);
       return null;
     }),
 
-    setUpFollowers: fromPromise(async ({ input }) => {
+    setUpFollowers: fromPromise(async ({ input, signal }) => {
+      const d = boundTo(base, signal);
       // A wrong secret must stop the run before any follower is touched.
       if (!(await d.port.secretOpensCredentials(input.leader.name, await d.secret()))) {
         throw new RegenError('step-failed', `the mesh secret does not decrypt the leader's new credentials on ${input.leader.name}; no follower was changed`, {
@@ -212,10 +226,11 @@ export function makeActors(d: steps.StepDeps, hooks: ActorHooks = {}): typeof ac
       return { done: settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : [])) };
     }),
 
-    finalVerify: fromPromise(async ({ input }) => {
+    finalVerify: fromPromise(async ({ input, signal }) => {
+      const d = boundTo(base, signal);
       await steps.finalVerify(d, input.leader, input.nodes, input.credentialsSha256);
       return null;
     }),
-    revokeOldTokens: fromPromise(({ input }) => steps.revokeOldTokens(d, input.leader)),
+    revokeOldTokens: fromPromise(({ input, signal }) => steps.revokeOldTokens(boundTo(base, signal), input.leader)),
   };
 }

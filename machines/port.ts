@@ -201,6 +201,12 @@ export interface NodePort {
 
   /** Release connections. */
   close(): Promise<void>;
+  /**
+   * The same port, its commands bound to `signal`: aborting it stops the command in flight (the machine passes
+   * the signal of the invoked actor, so stopping the machine stops the remote command). Optional: a port
+   * without it runs its commands to the end.
+   */
+  withSignal?(signal: AbortSignal): NodePort;
 }
 
 /** The files the wipe removes, per profile (also what the backup keeps). */

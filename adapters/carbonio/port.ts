@@ -47,6 +47,8 @@ export interface CarbonioPortOptions {
   setupTimeoutMs?: number;
   /** One line per notable event; never given a secret. */
   log?: (line: string) => void;
+  /** Aborting it closes the channel of the command in flight (a stopped machine stops its remote command). */
+  signal?: AbortSignal;
 }
 
 const DEFAULT_TIMEOUT_MS = 60_000;
@@ -92,7 +94,7 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
 
   async function run(node: string, what: string, command: string, execOpts: ExecOptions = {}): Promise<ExecResult> {
     const started = clock();
-    const res = await remote(node).exec(command, { timeoutMs, ...execOpts });
+    const res = await remote(node).exec(command, { timeoutMs, ...(opts.signal === undefined ? {} : { signal: opts.signal }), ...execOpts });
     log(`${node}: ${what} exited ${res.code} after ${clock() - started} ms`);
     return res;
   }
@@ -384,6 +386,8 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
       open.clear();
       await Promise.allSettled(all.map((r) => r.close()));
     },
+
+    withSignal: (signal) => createCarbonioPort(remote, { ...opts, signal }),
   };
   return port;
 }
