@@ -14,7 +14,7 @@
  * - CommandFailedError: the command ran and failed (message says what it printed, redacted);
  * - NeedsOperatorError: output regen does not understand.
  */
-import type { Secret } from '../adapters/secrets/secret.js';
+import type { Secret } from './secret.js';
 
 /** seed 000 (Carbonio: `carbonio prov`, wipe removes config.json, main.json, *.pem) or seed 002 (Zextras: `zmprov`, wipe removes *.pem). */
 export type Profile = 'current' | 'legacy';

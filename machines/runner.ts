@@ -5,8 +5,8 @@
  */
 import { hostname } from 'node:os';
 import { createActor, type Actor, type InspectionEvent, type Snapshot } from 'xstate';
-import type { Secret } from '../adapters/secrets/secret.js';
-import type { ProgressEvent } from '../adapters/terminal/events.js';
+import type { ProgressEvent } from './events.js';
+import type { Secret } from './secret.js';
 import type { RunStatus, Store } from '../store/types.js';
 import { makeActors, type ActorHooks } from './actors.js';
 import type { StepDeps } from './steps.js';

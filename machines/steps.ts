@@ -3,7 +3,7 @@
  * in which order, and what they touch is declared in machines/catalogue.ts; the commands behind each NodePort
  * method are in adapters/carbonio/commands.ts, the fake in test/sim/.
  */
-import type { Secret } from '../adapters/secrets/secret.js';
+import type { Secret } from './secret.js';
 import type { Store } from '../store/types.js';
 import { STEPS } from './catalogue.js';
 import { durableStep, type Journal, type Probe } from './durable.js';

@@ -23,6 +23,7 @@ import type {
   Store,
   TransitionRow,
 } from './types.js';
+import { processAlive } from './process.js';
 
 export interface OpenStoreOptions {
   /** Open for reading only: no directory or file is created, no migration runs. */
@@ -202,15 +203,6 @@ function guardStoreErrors(store: SqliteStore, path: string): Store {
   return store;
 }
 
-/** Whether a process with this pid exists on this host (EPERM: it exists but belongs to someone else). */
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
-}
 
 function formatAge(ms: number): string {
   if (ms < 1_000) return 'just now';

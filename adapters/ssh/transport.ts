@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { AnyAuthMethod, AuthHandlerMiddleware, AuthenticationType, ClientChannel, ConnectConfig, ParsedKey, ServerHostKeyAlgorithm } from 'ssh2';
+import { shq } from '../shell/quote.js';
 import { HostKeyRefusedError, NodeUnreachableError, OutcomeUnknownError, PrivilegeError, RegenError } from '../../machines/errors.js';
 import type { InventoryNode } from '../../machines/port.js';
 import type { Secret } from '../secrets/secret.js';
@@ -190,11 +191,7 @@ function hostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
-/** Quote for a POSIX shell: single quotes, with embedded ones closed, escaped and reopened. */
-export function shq(s: string): string {
-  if (s !== '' && /^[A-Za-z0-9_@%+=:,./-]+$/.test(s)) return s;
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
+export { shq };
 
 /**
  * The command as the node runs it: under `timeout` so it dies there even if regen is gone, and through

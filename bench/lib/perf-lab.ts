@@ -5,7 +5,8 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { labDown, labFault, labUp, nodeExec, pidAlive, shq } from '../../test/lab/lab.js';
+import { shq } from '../../adapters/shell/quote.js';
+import { labDown, labFault, labUp, nodeExec, pidAlive } from '../../test/lab/lab.js';
 import type { Lab, LabNode } from '../../test/lab/lab.js';
 import { STEPS } from '../../machines/catalogue.js';
 import type { LatencyProfile } from './perf-figures.js';

@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { applies, CATALOGUE, columnsForRole, statusColumns, stepEntry } from '../../machines/catalogue.js';
 import { UsageError } from '../../machines/errors.js';
+import { processAlive } from '../../store/process.js';
 import type { JournalRow, RunRow, Store } from '../../store/types.js';
 import type { CellState, StatusView } from '../../adapters/terminal/index.js';
 import type { Io } from '../io.js';
@@ -37,12 +38,7 @@ function holderAlive(store: Store, run: RunRow): boolean {
   const lock = store.getLock(run.cluster);
   if (!lock || lock.runId !== run.id) return false;
   if (lock.host !== hostname()) return Date.now() - lock.heartbeatAt < 30_000;
-  try {
-    process.kill(lock.pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
+  return processAlive(lock.pid);
 }
 
 /** Build the status view of one run from the store (pure reads). */
