@@ -41,14 +41,11 @@ function exitCodeLines(): string {
   return (Object.keys(EXIT) as (keyof typeof EXIT)[]).map((k) => `  ${String(EXIT[k]).padStart(2)}  ${EXIT_DESCRIPTIONS[k]}`).join('\n');
 }
 
-export async function main(argv: string[], io: Io = processIo()): Promise<number> {
-  let code: number = EXIT.ok;
-  const run = async (fn: () => Promise<number>) => {
-    code = await fn();
-  };
-  const parser = yargs(argv)
-    .scriptName('regen')
-    .usage('$0 <command> [options]\n\nRegenerate the credentials of a Carbonio Mesh (service-discover / Consul) over SSH, resumably.')
+type Run = (fn: () => Promise<number>) => Promise<void>;
+
+/** The commands that drive a run: start, plan, resume. */
+function runCommands<T>(y: Argv<T>, run: Run, io: Io) {
+  return y
     .command(
       'start',
       'regenerate the mesh credentials (plan, confirm, then run)',
@@ -102,7 +99,12 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
             io,
           ),
         ),
-    )
+    );
+}
+
+/** The commands that read or administer the database, and discover. */
+function viewCommands<T>(y: Argv<T>, run: Run, io: Io) {
+  return y
     .command(
       'status [run]',
       'where a run stands: state, leader, downtime, a node × step view, what to do next',
@@ -145,7 +147,17 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
         run(async () =>
           (await import('./commands/discover.js')).discover({ ...connectFrom(a), db: a.db, directory: a.directory, cluster: a.cluster, output: a.output }, io),
         ),
-    )
+    );
+}
+
+export async function main(argv: string[], io: Io = processIo()): Promise<number> {
+  let code: number = EXIT.ok;
+  const run = async (fn: () => Promise<number>) => {
+    code = await fn();
+  };
+  const parser = viewCommands(runCommands(yargs(argv), run, io), run, io)
+    .scriptName('regen')
+    .usage('$0 <command> [options]\n\nRegenerate the credentials of a Carbonio Mesh (service-discover / Consul) over SSH, resumably.')
     .demandCommand(1, 'name a command: regen start | plan | resume | status | runs | log | unlock | abort | discover')
     .strict()
     .help()

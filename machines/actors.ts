@@ -2,7 +2,7 @@
  * The implementations of the machine's named actors, built from the run's dependencies (node port, journal,
  * the secret held in memory). The runner provides them with recoveryMachine.provide({ actors: makeActors(deps) }).
  */
-import { fromPromise } from 'xstate';
+import { fromPromise, type InputFrom } from 'xstate';
 import { chainOf, stepEntry, STEPS, type ChainKey } from './catalogue.js';
 import { problemsMessage, RegenError, toErrorRecord, type Problem } from './errors.js';
 import type { NodeFacts } from './port.js';
@@ -87,80 +87,121 @@ function boundTo(d: steps.StepDeps, signal: AbortSignal): steps.StepDeps {
   return d.port.withSignal === undefined ? d : { ...d, port: d.port.withSignal(signal) };
 }
 
+/** An actor's input, as the statechart declares it. */
+type In<K extends keyof typeof actorTypes> = InputFrom<(typeof actorTypes)[K]>;
+
+async function preflightActor(d: steps.StepDeps, input: In<'preflight'>) {
+    const settled = await pool(input.inventory.nodes, INSPECT_PARALLEL, (n) => d.port.inspect(n.name));
+    const failures = settled.flatMap((r, i) => (r.status === 'rejected' ? [problemOf(input.inventory.nodes[i]?.name ?? '?', r.reason)] : []));
+    if (failures.length) {
+      // An unreachable node is its own exit code (10), as regen plan says; other failures are preflight's (3).
+      const kind = failures.some((f) => f.kind === 'unreachable') ? 'unreachable' : 'preflight';
+      throw new RegenError(kind, problemsMessage(`preflight could not inspect ${failures.length} node(s); nothing was changed`, failures), {
+        hint: 'make every node reachable over SSH (regen plan shows the same checks), then run regen start again',
+        problems: failures,
+      });
+    }
+    const facts = settled.map((r) => (r as PromiseFulfilledResult<NodeFacts>).value);
+    return planNodes(input.inventory, facts);
+}
+
+async function leaderCheckActor(d: steps.StepDeps, input: In<'leaderCheck'>) {
+    const nodes = input.nodes;
+    let meshServers: string[] | null = null;
+    const errors: string[] = [];
+    for (const n of nodes) {
+      try {
+        meshServers = await d.port.meshServers(n.name, n.profile);
+        break;
+      } catch (err) {
+        errors.push(`${n.name}: ${toErrorRecord(err).message}`);
+      }
+    }
+    if (meshServers === null) {
+      throw new RegenError('preflight', `no node could list the mesh servers:\n  - ${errors.join('\n  - ')}`, { hint: 'check that the directory (LDAP) is up' });
+    }
+    const lower = new Set(meshServers.map((s) => s.toLowerCase()));
+    const servers = nodes.filter((n) => lower.has(n.fqdn.toLowerCase()) || lower.has(n.name.toLowerCase()));
+    let leaderAddress: string | null = null;
+    const asked: string[] = [];
+    for (const n of servers.length ? servers : nodes) {
+      try {
+        leaderAddress = await d.port.leaderAddress(n.name);
+        if (leaderAddress !== null) break;
+        asked.push(`${n.name}: no leader`);
+      } catch (err) {
+        asked.push(`${n.name}: ${toErrorRecord(err).message}`);
+      }
+    }
+    if (leaderAddress === null && input.override === undefined && asked.some((a) => !a.endsWith(': no leader'))) {
+      throw new RegenError('preflight', `could not ask the mesh for its leader:\n  - ${asked.join('\n  - ')}`, {
+        hint: 'make the mesh servers reachable, or name the leader with --leader NODE; nothing was changed',
+      });
+    }
+    return chooseLeader({
+      nodes,
+      meshServers,
+      leaderAddress,
+      ...(input.override === undefined ? {} : { override: input.override }),
+      ...(input.inventory.directoryServer === undefined ? {} : { directoryServer: input.inventory.directoryServer }),
+    });
+}
+
+async function backUpNodesActor(d: steps.StepDeps, input: In<'backUpNodes'>) {
+    const settled = await pool(input.nodes, INSPECT_PARALLEL, (n) => steps.backupNode(d, n));
+    const failed = settled.flatMap((r, i) => (r.status === 'rejected' ? [{ node: input.nodes[i]?.name ?? '?', err: r.reason as unknown }] : []));
+    if (failed.length === 1 && failed[0]) throw failed[0].err;
+    if (failed.length) {
+      const stopped = allStoppedByOperator(failed);
+      throw new RegenError(stopped ? 'aborted' : 'step-failed', `backup ${stopped ? 'stopped' : 'failed'} on ${failed.length} node(s); nothing was removed anywhere:\n  - ${failed.map((f) => `${f.node}: ${toErrorRecord(f.err).message}`).join('\n  - ')}`, {
+        hint: stopped ? 'regen resume' : 'free space or fix the nodes, then regen resume',
+      });
+    }
+    return null;
+}
+
+async function setUpFollowersActor(d: steps.StepDeps, input: In<'setUpFollowers'>, hooks: ActorHooks) {
+    // A wrong secret must stop the run before any follower is touched.
+    if (!(await d.port.secretOpensCredentials(input.leader.name, await d.secret()))) {
+      throw new RegenError('step-failed', `the mesh secret does not decrypt the leader's new credentials on ${input.leader.name}; no follower was changed`, {
+        node: input.leader.name,
+        hint: 'resume with the secret used for the leader\'s setup (--password-file FILE or REGEN_MESH_PASSWORD), or without one to read it from the leader',
+      });
+    }
+    // Mesh servers first: they restore the quorum; agents after.
+    const ordered = [...input.followers].sort((a, b) => (a.kind === b.kind ? 0 : a.kind === 'server' ? -1 : 1));
+    const settled = await pool(ordered, input.parallel, async (n) => {
+      try {
+        await followerChain(d, input.leader, n, input.credentialsSha256, input.maxRounds);
+        hooks.onFollower?.({ node: n.name, outcome: 'done' });
+      } catch (err) {
+        hooks.onFollower?.({ node: n.name, outcome: 'failed', error: toErrorRecord(err).message });
+        throw err;
+      }
+      return n.name;
+    });
+    const failed = settled.flatMap((r, i) => (r.status === 'rejected' ? [{ node: ordered[i]?.name ?? '?', err: r.reason as unknown }] : []));
+    if (failed.length === 1 && failed[0]) throw failed[0].err;
+    if (failed.length) {
+      const needsOperator = failed.some((f) => toErrorRecord(f.err).kind === 'needs-operator');
+      // A Ctrl-C stops every follower chain at its next step: that is one stop by the operator, not a failure.
+      const stopped = allStoppedByOperator(failed);
+      throw new RegenError(
+        stopped ? 'aborted' : needsOperator ? 'needs-operator' : 'step-failed',
+        `${failed.length} follower(s) did not finish:\n  - ${failed.map((f) => `${f.node}: ${toErrorRecord(f.err).message}`).join('\n  - ')}`,
+        { hint: stopped ? 'regen resume' : 'regen status shows each node; fix what is named, then regen resume' },
+      );
+    }
+    return { done: settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : [])) };
+}
+
 export function makeActors(base: steps.StepDeps, hooks: ActorHooks = {}): typeof actorTypes {
   return {
-    preflight: fromPromise(async ({ input, signal }) => {
-      const d = boundTo(base, signal);
-      const settled = await pool(input.inventory.nodes, INSPECT_PARALLEL, (n) => d.port.inspect(n.name));
-      const failures = settled.flatMap((r, i) => (r.status === 'rejected' ? [problemOf(input.inventory.nodes[i]?.name ?? '?', r.reason)] : []));
-      if (failures.length) {
-        // An unreachable node is its own exit code (10), as regen plan says; other failures are preflight's (3).
-        const kind = failures.some((f) => f.kind === 'unreachable') ? 'unreachable' : 'preflight';
-        throw new RegenError(kind, problemsMessage(`preflight could not inspect ${failures.length} node(s); nothing was changed`, failures), {
-          hint: 'make every node reachable over SSH (regen plan shows the same checks), then run regen start again',
-          problems: failures,
-        });
-      }
-      const facts = settled.map((r) => (r as PromiseFulfilledResult<NodeFacts>).value);
-      return planNodes(input.inventory, facts);
-    }),
+    preflight: fromPromise(({ input, signal }) => preflightActor(boundTo(base, signal), input)),
 
-    leaderCheck: fromPromise(async ({ input, signal }) => {
-      const d = boundTo(base, signal);
-      const nodes = input.nodes;
-      let meshServers: string[] | null = null;
-      const errors: string[] = [];
-      for (const n of nodes) {
-        try {
-          meshServers = await d.port.meshServers(n.name, n.profile);
-          break;
-        } catch (err) {
-          errors.push(`${n.name}: ${toErrorRecord(err).message}`);
-        }
-      }
-      if (meshServers === null) {
-        throw new RegenError('preflight', `no node could list the mesh servers:\n  - ${errors.join('\n  - ')}`, { hint: 'check that the directory (LDAP) is up' });
-      }
-      const lower = new Set(meshServers.map((s) => s.toLowerCase()));
-      const servers = nodes.filter((n) => lower.has(n.fqdn.toLowerCase()) || lower.has(n.name.toLowerCase()));
-      let leaderAddress: string | null = null;
-      const asked: string[] = [];
-      for (const n of servers.length ? servers : nodes) {
-        try {
-          leaderAddress = await d.port.leaderAddress(n.name);
-          if (leaderAddress !== null) break;
-          asked.push(`${n.name}: no leader`);
-        } catch (err) {
-          asked.push(`${n.name}: ${toErrorRecord(err).message}`);
-        }
-      }
-      if (leaderAddress === null && input.override === undefined && asked.some((a) => !a.endsWith(': no leader'))) {
-        throw new RegenError('preflight', `could not ask the mesh for its leader:\n  - ${asked.join('\n  - ')}`, {
-          hint: 'make the mesh servers reachable, or name the leader with --leader NODE; nothing was changed',
-        });
-      }
-      return chooseLeader({
-        nodes,
-        meshServers,
-        leaderAddress,
-        ...(input.override === undefined ? {} : { override: input.override }),
-        ...(input.inventory.directoryServer === undefined ? {} : { directoryServer: input.inventory.directoryServer }),
-      });
-    }),
+    leaderCheck: fromPromise(({ input, signal }) => leaderCheckActor(boundTo(base, signal), input)),
 
-    backUpNodes: fromPromise(async ({ input, signal }) => {
-      const d = boundTo(base, signal);
-      const settled = await pool(input.nodes, INSPECT_PARALLEL, (n) => steps.backupNode(d, n));
-      const failed = settled.flatMap((r, i) => (r.status === 'rejected' ? [{ node: input.nodes[i]?.name ?? '?', err: r.reason as unknown }] : []));
-      if (failed.length === 1 && failed[0]) throw failed[0].err;
-      if (failed.length) {
-        const stopped = allStoppedByOperator(failed);
-        throw new RegenError(stopped ? 'aborted' : 'step-failed', `backup ${stopped ? 'stopped' : 'failed'} on ${failed.length} node(s); nothing was removed anywhere:\n  - ${failed.map((f) => `${f.node}: ${toErrorRecord(f.err).message}`).join('\n  - ')}`, {
-          hint: stopped ? 'regen resume' : 'free space or fix the nodes, then regen resume',
-        });
-      }
-      return null;
-    }),
+    backUpNodes: fromPromise(({ input, signal }) => backUpNodesActor(boundTo(base, signal), input)),
 
     readResetIndex: fromPromise(({ input, signal }) => steps.readResetIndex(boundTo(base, signal), input.leader, input.round)),
     writeResetFile: fromPromise(async ({ input, signal }) => {
@@ -190,41 +231,7 @@ export function makeActors(base: steps.StepDeps, hooks: ActorHooks = {}): typeof
       return null;
     }),
 
-    setUpFollowers: fromPromise(async ({ input, signal }) => {
-      const d = boundTo(base, signal);
-      // A wrong secret must stop the run before any follower is touched.
-      if (!(await d.port.secretOpensCredentials(input.leader.name, await d.secret()))) {
-        throw new RegenError('step-failed', `the mesh secret does not decrypt the leader's new credentials on ${input.leader.name}; no follower was changed`, {
-          node: input.leader.name,
-          hint: 'resume with the secret used for the leader\'s setup (--password-file FILE or REGEN_MESH_PASSWORD), or without one to read it from the leader',
-        });
-      }
-      // Mesh servers first: they restore the quorum; agents after.
-      const ordered = [...input.followers].sort((a, b) => (a.kind === b.kind ? 0 : a.kind === 'server' ? -1 : 1));
-      const settled = await pool(ordered, input.parallel, async (n) => {
-        try {
-          await followerChain(d, input.leader, n, input.credentialsSha256, input.maxRounds);
-          hooks.onFollower?.({ node: n.name, outcome: 'done' });
-        } catch (err) {
-          hooks.onFollower?.({ node: n.name, outcome: 'failed', error: toErrorRecord(err).message });
-          throw err;
-        }
-        return n.name;
-      });
-      const failed = settled.flatMap((r, i) => (r.status === 'rejected' ? [{ node: ordered[i]?.name ?? '?', err: r.reason as unknown }] : []));
-      if (failed.length === 1 && failed[0]) throw failed[0].err;
-      if (failed.length) {
-        const needsOperator = failed.some((f) => toErrorRecord(f.err).kind === 'needs-operator');
-        // A Ctrl-C stops every follower chain at its next step: that is one stop by the operator, not a failure.
-        const stopped = allStoppedByOperator(failed);
-        throw new RegenError(
-          stopped ? 'aborted' : needsOperator ? 'needs-operator' : 'step-failed',
-          `${failed.length} follower(s) did not finish:\n  - ${failed.map((f) => `${f.node}: ${toErrorRecord(f.err).message}`).join('\n  - ')}`,
-          { hint: stopped ? 'regen resume' : 'regen status shows each node; fix what is named, then regen resume' },
-        );
-      }
-      return { done: settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : [])) };
-    }),
+    setUpFollowers: fromPromise(({ input, signal }) => setUpFollowersActor(boundTo(base, signal), input, hooks)),
 
     finalVerify: fromPromise(async ({ input, signal }) => {
       const d = boundTo(base, signal);

@@ -117,6 +117,55 @@ function requiredSteps(node: string, leader: string, lab: Lab): string[] {
     .map((e) => e.name);
 }
 
+/** Backups: nothing that existed before the run is lost (database, manifest and copies agree with the originals). */
+async function backupProblems(lab: Lab, runId: string, backups: BackupLite[], before: FileSnapshot): Promise<string[]> {
+  const problems: string[] = [];
+  await Promise.all(
+    lab.nodes.map(async (n) => {
+      const recorded = backups.filter((b) => b.node === n.name);
+      const had = before[n.name] ?? {};
+      const dir = `/var/backups/regen/${runId}`;
+      const r = await sshExec(lab, n.name, `cat ${dir}/manifest 2>/dev/null; echo '--copies--'; cd ${dir} 2>/dev/null && find . -type f ! -name manifest -print0 | xargs -0 -r sha256sum`);
+      const [manifestText = '', copiesText = ''] = r.stdout.split('--copies--\n');
+      const manifest = manifestText.split('\n').slice(1).filter((l) => l.trim());
+      const copies: Record<string, string> = {};
+      for (const [p, s] of Object.entries(parseSha256sum(copiesText))) copies[p.replace(/^\.\//, '/')] = s;
+      if (!manifestText.startsWith('regen-backup-manifest')) problems.push(`${n.name}: no backup manifest in ${dir}`);
+      for (const [file, sha] of Object.entries(had)) {
+        const rec = recorded.find((b) => b.path === file);
+        if (!rec) problems.push(`${n.name}: ${file} existed before the run but the database records no backup of it`);
+        else if (rec.sha256 !== sha) problems.push(`${n.name}: backup of ${file} recorded with sha256 ${rec.sha256.slice(0, 12)}…, the file had ${sha.slice(0, 12)}…`);
+        if (copies[file] !== sha) problems.push(`${n.name}: the backup copy of ${file} in ${dir} ${copies[file] === undefined ? 'is missing' : 'differs from the original'}`);
+        if (!manifest.some((l) => l.startsWith(`${file} ${sha} `))) problems.push(`${n.name}: ${file} missing from the backup manifest or with another checksum`);
+      }
+      for (const b of recorded) if (had[b.path] === undefined) problems.push(`${n.name}: the database records a backup of ${b.path}, which did not exist before the run`);
+    }),
+  );
+  return problems;
+}
+
+/** Journal: every intent has its outcome; every step of every node ended done (or skipped after its probe), once. */
+function journalProblems(lab: Lab, leader: string, journal: JournalLite[]): string[] {
+  const problems: string[] = [];
+  const open = journal.filter((r) => r.outcome === null);
+  for (const r of open) problems.push(`journal: ${r.step} on ${r.node} (round ${r.attempt}) has an intent and no outcome`);
+  for (const n of lab.nodes) {
+    for (const step of requiredSteps(n.name, leader, lab)) {
+      if (!journal.some((r) => r.step === step && r.node === n.name && (r.outcome === 'done' || r.outcome === 'skipped'))) {
+        problems.push(`journal: ${step} on ${n.name} never ended done`);
+      }
+    }
+  }
+  const doneTwice = new Map<string, number>();
+  for (const r of journal) {
+    if (r.outcome !== 'done') continue;
+    const key = `${r.step}|${r.node}|${r.attempt}`;
+    doneTwice.set(key, (doneTwice.get(key) ?? 0) + 1);
+  }
+  for (const [key, count] of doneTwice) if (count > 1) problems.push(`journal: ${key.replace(/\|/g, ' ')} done ${count} times`);
+  return problems;
+}
+
 /**
  * The full check after a run that should have finished: the run is done in the database; every node is an alive
  * member of the right type as the leader sees it with the new token; every node's credentials equal the leader's
@@ -178,46 +227,8 @@ export async function checkHealth(lab: Lab, dbPath: string, newSecret: string, b
   }
   for (const n of lab.nodes) if (shas[n.name] !== leaderSha) problems.push(`${n.name}: credentials differ from the leader's`);
 
-  // Backups: nothing that existed before the run is lost.
-  await Promise.all(
-    lab.nodes.map(async (n) => {
-      const recorded = backups.filter((b) => b.node === n.name);
-      const had = before[n.name] ?? {};
-      const dir = `/var/backups/regen/${run.id}`;
-      const r = await sshExec(lab, n.name, `cat ${dir}/manifest 2>/dev/null; echo '--copies--'; cd ${dir} 2>/dev/null && find . -type f ! -name manifest -print0 | xargs -0 -r sha256sum`);
-      const [manifestText = '', copiesText = ''] = r.stdout.split('--copies--\n');
-      const manifest = manifestText.split('\n').slice(1).filter((l) => l.trim());
-      const copies: Record<string, string> = {};
-      for (const [p, s] of Object.entries(parseSha256sum(copiesText))) copies[p.replace(/^\.\//, '/')] = s;
-      if (!manifestText.startsWith('regen-backup-manifest')) problems.push(`${n.name}: no backup manifest in ${dir}`);
-      for (const [file, sha] of Object.entries(had)) {
-        const rec = recorded.find((b) => b.path === file);
-        if (!rec) problems.push(`${n.name}: ${file} existed before the run but the database records no backup of it`);
-        else if (rec.sha256 !== sha) problems.push(`${n.name}: backup of ${file} recorded with sha256 ${rec.sha256.slice(0, 12)}…, the file had ${sha.slice(0, 12)}…`);
-        if (copies[file] !== sha) problems.push(`${n.name}: the backup copy of ${file} in ${dir} ${copies[file] === undefined ? 'is missing' : 'differs from the original'}`);
-        if (!manifest.some((l) => l.startsWith(`${file} ${sha} `))) problems.push(`${n.name}: ${file} missing from the backup manifest or with another checksum`);
-      }
-      for (const b of recorded) if (had[b.path] === undefined) problems.push(`${n.name}: the database records a backup of ${b.path}, which did not exist before the run`);
-    }),
-  );
-
-  // Journal: every intent has its outcome; every step of every node ended done (or skipped after its probe).
-  const open = journal.filter((r) => r.outcome === null);
-  for (const r of open) problems.push(`journal: ${r.step} on ${r.node} (round ${r.attempt}) has an intent and no outcome`);
-  for (const n of lab.nodes) {
-    for (const step of requiredSteps(n.name, leader, lab)) {
-      if (!journal.some((r) => r.step === step && r.node === n.name && (r.outcome === 'done' || r.outcome === 'skipped'))) {
-        problems.push(`journal: ${step} on ${n.name} never ended done`);
-      }
-    }
-  }
-  const doneTwice = new Map<string, number>();
-  for (const r of journal) {
-    if (r.outcome !== 'done') continue;
-    const key = `${r.step}|${r.node}|${r.attempt}`;
-    doneTwice.set(key, (doneTwice.get(key) ?? 0) + 1);
-  }
-  for (const [key, count] of doneTwice) if (count > 1) problems.push(`journal: ${key.replace(/\|/g, ' ')} done ${count} times`);
+  problems.push(...(await backupProblems(lab, run.id, backups, before)));
+  problems.push(...journalProblems(lab, leader, journal));
   return report();
 }
 
