@@ -128,6 +128,20 @@ function splitHostPort(pattern: string): { host: string; port?: number } {
   return { host: pattern };
 }
 
+/** The `name=value` variables of one host line; null (an issue recorded) when one of them is malformed. */
+function hostVars(host: string, words: string[], lineNo: number, issues: InventoryIssue[]): Map<string, string> | null {
+  const vars = new Map<string, string>();
+  for (const w of words) {
+    const eq = w.indexOf('=');
+    if (eq <= 0) {
+      issues.push({ path: host, line: lineNo, problem: `expected key=value host variable, got ${JSON.stringify(w)}`, fix: 'write host variables as name=value (quote values that contain spaces)' });
+      return null;
+    }
+    vars.set(w.slice(0, eq), w.slice(eq + 1));
+  }
+  return vars;
+}
+
 export function parseAnsibleIni(text: string, file: string): ParsedAnsibleInventory {
   const issues: InventoryIssue[] = [];
   const groups = new Map<string, Group>();
@@ -185,15 +199,8 @@ export function parseAnsibleIni(text: string, file: string): ParsedAnsibleInvent
       group(first);
       return;
     }
-    const vars = new Map<string, string>();
-    for (const w of words.slice(1)) {
-      const eq = w.indexOf('=');
-      if (eq <= 0) {
-        issues.push({ path: first, line: lineNo, problem: `expected key=value host variable, got ${JSON.stringify(w)}`, fix: 'write host variables as name=value (quote values that contain spaces)' });
-        return;
-      }
-      vars.set(w.slice(0, eq), w.slice(eq + 1));
-    }
+    const vars = hostVars(first, words.slice(1), lineNo, issues);
+    if (vars === null) return;
     let names: string[];
     try {
       names = expandHostPattern(first);
