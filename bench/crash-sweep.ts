@@ -16,6 +16,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { repoRoot } from '../test/lab/lab.js';
 import { sweep, TOPOLOGIES, type SweepResult } from './lib/sweep.js';
+import { countPoints, countsLine } from './lib/sweep-count.js';
 
 interface Args {
   topologies: string[];
@@ -94,18 +95,17 @@ async function main(): Promise<number> {
       if (!topo) continue;
       const r = await sweep(root, topo, { ...(args.sample === undefined ? {} : { sample: args.sample }), log: (l) => process.stdout.write(`${l}\n`) });
       results.push(r);
-      process.stdout.write(`topology ${r.topology}: kill points tried: ${r.tried} of ${r.pointsAvailable}, healthy: ${r.healthy}; ${r.msPerPoint} ms per point\n`);
+      process.stdout.write(`topology ${r.topology}: ${r.tried} of ${r.pointsAvailable} points: ${countsLine(r.counts)}; ${r.msPerPoint} ms per point\n`);
       save(args, r, Date.now() - t0);
     }
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }
-  const tried = results.reduce((s, r) => s + r.tried, 0);
-  const healthy = results.reduce((s, r) => s + r.healthy, 0);
+  const all = countPoints(results.flatMap((r) => r.points));
   const baselinesOk = results.every((r) => r.baselineHealthy);
-  process.stdout.write(`kill points tried: ${tried}, healthy: ${healthy}\n`);
+  process.stdout.write(`all topologies: ${countsLine(all)}\n`);
   process.stdout.write(`result: ${args.out}\n`);
-  return tried === healthy && baselinesOk ? 0 : 1;
+  return all.tried === all.healthy && all.looping === 0 && baselinesOk ? 0 : 1;
 }
 
 main().then(

@@ -17,18 +17,19 @@ export const EXIT = {
   unreachable: 10,
 } as const;
 
+/** What each code means: `regen --help` prints it, and README.md's table says the same (a test compares them). */
 export const EXIT_DESCRIPTIONS: Record<keyof typeof EXIT, string> = {
-  ok: 'done (or, for plan/status, the command itself worked)',
-  internal: 'internal error (a bug: please report it with regen log output)',
-  usage: 'bad command line or inventory; nothing was changed',
-  preflight: 'preflight failed (unreachable node, missing tool, bad address); nothing was changed',
-  stepFailed: 'a step failed; the run is recorded and resumable with regen resume',
-  needsOperator: 'regen needs a decision from you (see the message); then regen resume',
-  lockHeld: 'another regen run holds the lock for this cluster',
+  ok: 'done (for plan/status: the command worked)',
+  internal: 'internal error (a bug; run with REGEN_DEBUG=1 for the stack)',
+  usage: 'bad command line or inventory, or nothing to act on (no such run, no database yet); nothing was changed',
+  preflight: 'preflight failed (missing tool, no root or no passwordless sudo, refused host key, bad address); nothing was changed',
+  stepFailed: 'a step failed; the run is recorded, regen resume continues',
+  needsOperator: 'regen needs a decision from you (see the message: which address to bind, which node leads, an unclear outcome), then regen resume or start again',
+  lockHeld: 'another regen process holds the lock for this cluster',
   divergence: 'the run was recorded by a different version of the procedure',
   store: 'the state database is damaged, newer than this regen, or not writable',
-  aborted: 'stopped by the operator (Ctrl-C or declined confirmation); resumable unless aborted',
-  unreachable: 'a node could not be reached; before the confirmation nothing was changed, after it the run is resumable once the node is back',
+  aborted: 'stopped by the operator (Ctrl-C once or twice, or the confirmation declined)',
+  unreachable: 'a node could not be reached; before the confirmation nothing changed, after it the run is resumable',
 };
 
 const BY_KIND: Record<ErrorKind, number> = {

@@ -7,9 +7,9 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { EXIT, exitCodeFor } from './exit-codes.js';
-import { UsageError } from '../machines/errors.js';
+import { EXIT, EXIT_DESCRIPTIONS, exitCodeFor } from './exit-codes.js';
 import { processIo, type Io } from './io.js';
+import { UsageError } from '../machines/errors.js';
 import { redactor } from '../adapters/secrets/redact.js';
 import { sanitize } from '../adapters/terminal/sanitize.js';
 
@@ -45,14 +45,18 @@ function newSecretOptions<T>(y: Argv<T>) {
     .option('reuse-secret', { type: 'boolean', default: false, describe: 'go on although the new secret opens the current credentials (it is the same secret)' });
 }
 
-export async function main(argv: string[], io: Io = processIo()): Promise<number> {
-  let code: number = EXIT.ok;
-  const run = async (fn: () => Promise<number>) => {
-    code = await fn();
-  };
-  const parser = yargs(argv)
-    .scriptName('regen')
-    .usage('$0 <command> [options]\n\nRegenerate the credentials of a Carbonio Mesh (service-discover / Consul) over SSH, resumably.')
+/** yargs refused the command line and has said why. */
+class CommandLineRefused extends Error {}
+
+function exitCodeLines(): string {
+  return (Object.keys(EXIT) as (keyof typeof EXIT)[]).map((k) => `  ${String(EXIT[k]).padStart(2)}  ${EXIT_DESCRIPTIONS[k]}`).join('\n');
+}
+
+type Run = (fn: () => Promise<number>) => Promise<void>;
+
+/** The commands that drive a run: start, plan, resume. */
+function runCommands<T>(y: Argv<T>, run: Run, io: Io) {
+  return y
     .command(
       'start',
       'regenerate the mesh credentials (plan, confirm, then run)',
@@ -111,7 +115,12 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
             io,
           ),
         ),
-    )
+    );
+}
+
+/** The commands that read or administer the database, and discover. */
+function viewCommands<T>(y: Argv<T>, run: Run, io: Io) {
+  return y
     .command(
       'status [run]',
       'where a run stands: state, leader, downtime, a node × step view, what to do next',
@@ -157,22 +166,33 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
         run(async () =>
           (await import('./commands/discover.js')).discover({ ...connectFrom(a), db: a.db, directory: a.directory, cluster: a.cluster, output: a.output }, io),
         ),
-    )
+    );
+}
+
+export async function main(argv: string[], io: Io = processIo()): Promise<number> {
+  let code: number = EXIT.ok;
+  const run = async (fn: () => Promise<number>) => {
+    code = await fn();
+  };
+  const parser = viewCommands(runCommands(yargs(argv), run, io), run, io)
+    .scriptName('regen')
+    .usage('$0 <command> [options]\n\nRegenerate the credentials of a Carbonio Mesh (service-discover / Consul) over SSH, resumably.')
     .demandCommand(1, 'name a command: regen start | plan | resume | status | runs | log | unlock | abort | discover')
     .strict()
     .help()
     .version()
     .wrap(Math.min(110, process.stdout.columns || 100))
-    .fail((msg, err, y) => {
+    .epilog(`exit codes:\n${exitCodeLines()}`)
+    .fail((msg, err) => {
       if (err) throw err;
-      void y;
       io.err(`regen: ${msg}\nrun regen --help for the commands and options\n`);
-      code = EXIT.usage;
+      // Thrown, so that the command's handler never runs on arguments yargs refused (one error, not two).
+      throw new CommandLineRefused();
     });
   try {
     await parser.parseAsync();
   } catch (err) {
-    code = reportError(err, io);
+    code = err instanceof CommandLineRefused ? EXIT.usage : reportError(err, io);
   }
   return code;
 }

@@ -9,15 +9,16 @@
  */
 import { setupWizardCommand, setupWizardSummary } from '../adapters/carbonio/setup-dialog.js';
 import * as cmd from '../adapters/carbonio/commands.js';
+import { sanitizeDeep } from '../adapters/terminal/sanitize.js';
+import { shq } from '../adapters/carbonio/shell.js';
 import { pool } from '../machines/actors.js';
-import { toErrorRecord, type ErrorKind } from '../machines/errors.js';
+import { CATALOGUE, applies, stepsForRole, type CatalogueEntry, type RunShape, type StepKey } from '../machines/catalogue.js';
+import { toErrorRecord, type ErrorKind, type ErrorRecord } from '../machines/errors.js';
 import { planNodes, type PlannedNode, type Warning } from '../machines/plan.js';
 import { BACKUP_ROOT, CONFIG_JSON, CREDENTIALS_FILE, MAIN_JSON, PASSWORD_FILE, RESET_FILE, SD_HOME, type Inventory, type NodeFacts, type NodePort, type Profile } from '../machines/port.js';
 import type { RegenContext, RunOptions } from '../machines/recovery.js';
 import { startRun } from '../machines/runner.js';
 import type { Store } from '../store/types.js';
-import { sanitizeDeep } from '../adapters/terminal/sanitize.js';
-import { shq } from '../adapters/carbonio/shell.js';
 
 
 /** The run id a plan is made under: no run exists yet, so paths show a placeholder instead. */
@@ -59,47 +60,77 @@ function wipeCommand(profile: Profile): string {
   return `rm -f ${cmd.wipedPaths(profile).join(' ')}`;
 }
 
+/** What the plan shows of one step on one node: its runbook-equivalent command and the exact scripts. */
+interface StepView {
+  command: string;
+  scripts: PlannedStep['scripts'];
+}
+interface ViewArgs {
+  n: PlannedNode;
+  leader: string;
+  run: string;
+  onNode: (script: string, stdin?: string) => PlannedStep['scripts'][number];
+}
+
+const SECRET_STDIN = 'the mesh secret (one line)';
+const BACKUP_FILES = [CONFIG_JSON, MAIN_JSON, CREDENTIALS_FILE, `${SD_HOME}/*.pem`, PASSWORD_FILE].map((p) => p.split('/').pop()).join(' ');
+
+/** Per step of the catalogue, how the plan words it; the commands themselves are adapters/carbonio's. */
+const STEP_VIEWS: Record<Exclude<StepKey, 'finalVerify' | 'revoke'>, (a: ViewArgs) => StepView> = {
+  backup: ({ run, onNode }) => ({
+    command: `cp -a ${BACKUP_FILES} → ${BACKUP_ROOT}/${run}/   (owners and modes kept, sha256 recorded)`,
+    scripts: [onNode(cmd.backup(PLAN_RUN_ID))],
+  }),
+  resetIndex: ({ onNode }) => ({ command: 'consul acl bootstrap   (reads "reset index: N" from the 403 answer)', scripts: [onNode(cmd.readResetIndex())] }),
+  resetFile: ({ onNode }) => ({
+    command: `runuser -u service-discover -- sh -c 'echo N > ${RESET_FILE}'`,
+    scripts: [onNode(cmd.writeResetFile(INDEX_PLACEHOLDER))],
+  }),
+  leaderStop: ({ onNode }) => ({ command: 'systemctl stop service-discover', scripts: [onNode(cmd.stopService())] }),
+  leaderWipe: ({ n, onNode }) => ({ command: wipeCommand(n.wipeSet ?? n.profile), scripts: [onNode(cmd.wipe(n.wipeSet ?? n.profile))] }),
+  raftRecovery: ({ n, onNode }) => ({
+    command: `write ${SD_HOME}/data/raft/peers.json naming this server alone (Consul outage recovery, as service-discover)`,
+    scripts: [onNode(cmd.writeRaftRecovery(n.bindAddress))],
+  }),
+  leaderSetup: ({ n, onNode }) => ({
+    command: setupWizardSummary(true, n.bindAddress),
+    scripts: [onNode(setupWizardCommand(true), `on a terminal: ${n.bindAddress}, then ${SECRET_STDIN}, twice`)],
+  }),
+  leaderVerify: ({ onNode }) => ({ command: 'consul members   (token decrypted on the node from the new credentials)', scripts: [onNode(cmd.members(), SECRET_STDIN)] }),
+  copyCredentials: ({ leader, onNode }) => ({
+    command: `${leader}:${CREDENTIALS_FILE} → this node (sha256 checked)`,
+    scripts: [{ node: leader, script: cmd.readCredentials() }, onNode(cmd.writeCredentials(SHA_PLACEHOLDER), 'the leader\'s new cluster-credentials.tar.gpg')],
+  }),
+  followerStop: ({ onNode }) => ({ command: 'systemctl stop service-discover', scripts: [onNode(cmd.stopService())] }),
+  followerWipe: ({ n, onNode }) => ({ command: wipeCommand(n.wipeSet ?? n.profile), scripts: [onNode(cmd.wipe(n.wipeSet ?? n.profile))] }),
+  followerSetup: ({ n, onNode }) => ({
+    command: setupWizardSummary(false, n.bindAddress),
+    scripts: [onNode(setupWizardCommand(false), `on a terminal: ${n.bindAddress}, then ${SECRET_STDIN}`)],
+  }),
+  followerVerify: ({ leader }) => ({ command: `consul members on ${leader}: this node alive`, scripts: [{ node: leader, script: cmd.members(), stdin: SECRET_STDIN }] }),
+};
+
+function shapeOf(ctx: RegenContext): RunShape {
+  return { meshServers: ctx.nodes.filter((x) => x.kind === 'server').length, revoke: ctx.options.revokeOldTokens };
+}
+
+/** The catalogue's steps of one node (the run-wide checks at the end are not a node's). */
+function nodeSteps(ctx: RegenContext, n: PlannedNode): CatalogueEntry[] {
+  return stepsForRole(n.role === 'leader' ? 'leader' : 'follower', shapeOf(ctx)).filter((e) => e.chain === 'all' || e.chain === n.role);
+}
+
 /** Every step of one node: the runbook-equivalent command and the exact scripts. */
 export function plannedSteps(ctx: RegenContext, n: PlannedNode): PlannedStep[] {
-  const leader = ctx.leader ?? n.name;
-  const run = runLabel(ctx);
-  const s = (step: string, command: string, scripts: PlannedStep['scripts'], node = n.name): PlannedStep => ({
-    step,
-    node,
-    command,
-    scripts: scripts.map((x) => ({ ...x, script: unplaceholder(x.script) })),
+  const args: ViewArgs = {
+    n,
+    leader: ctx.leader ?? n.name,
+    run: runLabel(ctx),
+    onNode: (script, stdin) => ({ node: n.name, script, ...(stdin === undefined ? {} : { stdin }) }),
+  };
+  return nodeSteps(ctx, n).map((e) => {
+    const view = STEP_VIEWS[e.key as keyof typeof STEP_VIEWS](args);
+    return { step: e.name, node: n.name, command: view.command, scripts: view.scripts.map((x) => ({ ...x, script: unplaceholder(x.script) })) };
   });
-  const onNode = (script: string, stdin?: string) => ({ node: n.name, script, ...(stdin === undefined ? {} : { stdin }) });
-  const backupFiles = [CONFIG_JSON, MAIN_JSON, CREDENTIALS_FILE, `${SD_HOME}/*.pem`, PASSWORD_FILE].map((p) => p.split('/').pop()).join(' ');
-  const backup = s('backup', `cp -a ${backupFiles} → ${BACKUP_ROOT}/${run}/   (owners and modes kept, sha256 recorded)`, [onNode(cmd.backup(PLAN_RUN_ID))]);
-  const secret = 'the mesh secret (one line)';
-  if (n.role === 'leader') {
-    return [
-      backup,
-      s('leader.reset-index', 'consul acl bootstrap   (reads "reset index: N" from the 403 answer)', [onNode(cmd.readResetIndex())]),
-      s('leader.reset-file', `runuser -u service-discover -- sh -c 'echo N > ${RESET_FILE}'`, [onNode(cmd.writeResetFile(INDEX_PLACEHOLDER))]),
-      s('leader.stop', 'systemctl stop service-discover', [onNode(cmd.stopService())]),
-      s('leader.wipe', wipeCommand(n.wipeSet ?? n.profile), [onNode(cmd.wipe(n.wipeSet ?? n.profile))]),
-      // As the machine does (guard severalServers): with one server the raft needs no recovery.
-      ...(ctx.nodes.filter((x) => x.kind === 'server').length > 1
-        ? [s('leader.raft-recovery', `write ${SD_HOME}/data/raft/peers.json naming this server alone (Consul outage recovery, as service-discover)`, [onNode(cmd.writeRaftRecovery(n.bindAddress))])]
-        : []),
-      s('leader.setup', setupWizardSummary(true, n.bindAddress), [onNode(setupWizardCommand(true), `on a terminal: ${n.bindAddress}, then ${secret}, twice`)]),
-      s('leader.verify', 'consul members   (token decrypted on the node from the new credentials)', [onNode(cmd.members(), secret)]),
-    ];
-  }
-  const setup = s('follower.setup', setupWizardSummary(false, n.bindAddress), [onNode(setupWizardCommand(false), `on a terminal: ${n.bindAddress}, then ${secret}`)]);
-  return [
-    backup,
-    s('follower.copy-credentials', `${leader}:${CREDENTIALS_FILE} → this node (sha256 checked)`, [
-      { node: leader, script: cmd.readCredentials() },
-      onNode(cmd.writeCredentials(SHA_PLACEHOLDER), 'the leader\'s new cluster-credentials.tar.gpg'),
-    ]),
-    s('follower.stop', 'systemctl stop service-discover', [onNode(cmd.stopService())]),
-    s('follower.wipe', wipeCommand(n.wipeSet ?? n.profile), [onNode(cmd.wipe(n.wipeSet ?? n.profile))]),
-    setup,
-    s('follower.verify', `consul members on ${leader}: this node alive`, [{ node: leader, script: cmd.members(), stdin: secret }]),
-  ];
 }
 
 function orderedNodes(ctx: RegenContext): PlannedNode[] {
@@ -123,49 +154,102 @@ export interface RenderPlanOptions {
   problems?: PlanProblem[];
 }
 
+function headerLines(ctx: RegenContext): string[] {
+  const leader = ctx.nodes.find((n) => n.name === ctx.leader);
+  const servers = ctx.nodes.filter((n) => n.kind === 'server').length;
+  const agents = ctx.nodes.length - servers;
+  return [
+    ctx.runId === PLAN_RUN_ID ? `Plan for cluster ${ctx.cluster}` : `Plan for cluster ${ctx.cluster} (run ${ctx.runId})`,
+    `  leader: ${leader ? `${leader.name} (${leader.bindAddress})` : 'not settled'}`,
+    `  nodes: ${ctx.nodes.length} (${servers} mesh server${servers === 1 ? '' : 's'}, ${agents} agent${agents === 1 ? '' : 's'}); followers ${ctx.options.parallel} at a time`,
+    `  backups: ${BACKUP_ROOT}/${runLabel(ctx)}/ on every node, before anything is removed`,
+    '',
+  ];
+}
+
+/** Nodes in run order, consecutive ones doing the same steps (same role, kind and profile) in one group. */
+function groups(ctx: RegenContext): PlannedNode[][] {
+  const out: PlannedNode[][] = [];
+  const keyOf = (n: PlannedNode) => `${n.role}|${n.kind}|${n.profile}|${n.serviceDiscoverVersion ?? ''}|${nodeSteps(ctx, n).map((e) => e.key).join(',')}`;
+  for (const n of orderedNodes(ctx)) {
+    const last = out[out.length - 1];
+    if (last?.[0] && n.role !== 'leader' && keyOf(last[0]) === keyOf(n)) last.push(n);
+    else out.push([n]);
+  }
+  return out;
+}
+
+/** How every setup gets the secret: each modelled release has the dialog, so none falls back to --password= on argv. */
+const SETUP_PATH = 'setup-wizard';
+
+function groupLabel(g: PlannedNode[]): string {
+  const first = g[0] as PlannedNode;
+  const kind = first.kind === 'server' ? 'mesh server' : (first.kind ?? '?');
+  const release = `service-discover ${first.serviceDiscoverVersion ?? '?'} (${SETUP_PATH})`;
+  if (g.length === 1) return `${first.name} (${first.role === 'leader' ? 'leader, ' : ''}${kind}, ${first.profile}, ${release}, bind ${first.bindAddress})`;
+  const names = g.length === 2 ? `${first.name}, ${g[1]?.name}` : `${first.name}…${g[g.length - 1]?.name}`;
+  return `${names} (${g.length} ${kind}s, ${first.profile}, ${release})`;
+}
+
+/** One line per group of nodes: its steps as a chain; then one line per step saying what it changes. */
+function compactLines(ctx: RegenContext): string[] {
+  const lines = groups(ctx).map((g) => `${groupLabel(g)}: ${nodeSteps(ctx, g[0] as PlannedNode).map((e) => e.short).join(' → ')}`);
+  lines.push('', 'what each step changes:');
+  const used = new Set(ctx.nodes.flatMap((n) => nodeSteps(ctx, n).map((e) => e.key)));
+  for (const e of CATALOGUE) if (used.has(e.key)) lines.push(`  ${e.name.padEnd(26)} ${e.changes}`);
+  lines.push('  (regen plan --verbose shows every node\'s commands)');
+  return lines;
+}
+
+/** Per node, every step with its command; with the exact scripts under each. */
+function verboseLines(ctx: RegenContext): string[] {
+  const lines: string[] = [];
+  for (const n of orderedNodes(ctx)) {
+    lines.push(`${n.name}  ${n.role ?? '?'}  ${n.kind ?? '?'}  profile ${n.profile}  service-discover ${n.serviceDiscoverVersion ?? '?'} (${SETUP_PATH})  bind ${n.bindAddress}`);
+    for (const st of plannedSteps(ctx, n)) {
+      lines.push(`    ${st.step.padEnd(26)} ${st.command}`);
+      for (const x of st.scripts) {
+        lines.push(`        on ${x.node}${x.stdin === undefined ? '' : `, stdin: ${x.stdin}`}:`);
+        lines.push(indent(x.script, '          '));
+      }
+    }
+  }
+  return lines;
+}
+
+/** The run-wide steps after every node's chain (the final check, the optional hardening), from the catalogue. */
+function closingLines(ctx: RegenContext): string[] {
+  const shape = shapeOf(ctx);
+  return CATALOGUE.filter((e) => (e.chain === 'final' || e.chain === 'harden') && applies(e, shape)).map(
+    (e) => `then ${e.name} on ${ctx.leader}: ${e.changes.replace(/^nothing: /, '')}`,
+  );
+}
+
+function problemTextLines(problems: PlanProblem[]): string[] {
+  if (!problems.length) return [];
+  const lines = ['', 'problems (regen start refuses until they are fixed):'];
+  for (const p of problems) {
+    lines.push(`  ✗ ${p.node ? `${p.node}: ` : ''}${p.message.replace(/\n/g, '\n    ')}`);
+    if (p.hint) lines.push(`    next: ${p.hint}`);
+  }
+  return lines;
+}
+
+/** The one sentence about the downtime (the confirmation prompt does not repeat it). */
+export const DOWNTIME_WARNING = "The mesh is down from the leader's stop until the last node is set up again.";
+
 export function renderPlan(raw: RegenContext | null, o: RenderPlanOptions): string {
   const ctx = sanitizeDeep(raw);
   const problems = sanitizeDeep(o.problems ?? []);
-  const lines: string[] = [];
-  if (ctx !== null) {
-    const leader = ctx.nodes.find((n) => n.name === ctx.leader);
-    const run = runLabel(ctx);
-    lines.push(ctx.runId === PLAN_RUN_ID ? `Plan for cluster ${ctx.cluster}` : `Plan for cluster ${ctx.cluster} (run ${ctx.runId})`);
-    lines.push(`  leader: ${leader ? `${leader.name} (${leader.bindAddress})` : 'not settled'}`);
-    const servers = ctx.nodes.filter((n) => n.kind === 'server').length;
-    const agents = ctx.nodes.length - servers;
-    lines.push(`  nodes: ${ctx.nodes.length} (${servers} mesh server${servers === 1 ? '' : 's'}, ${agents} agent${agents === 1 ? '' : 's'}); followers ${ctx.options.parallel} at a time`);
-    lines.push(`  backups: ${BACKUP_ROOT}/${run}/ on every node, before anything is removed`);
-    lines.push('');
-    for (const n of orderedNodes(ctx)) {
-      lines.push(`${n.name}  ${n.role ?? '?'}  ${n.kind ?? '?'}  profile ${n.profile}  service-discover ${n.serviceDiscoverVersion ?? '?'} (setup-wizard)  bind ${n.bindAddress}`);
-      for (const st of plannedSteps(ctx, n)) {
-        lines.push(`    ${st.step.padEnd(26)} ${st.command}`);
-        if (o.verbose) {
-          for (const x of st.scripts) {
-            lines.push(`        on ${x.node}${x.stdin === undefined ? '' : `, stdin: ${x.stdin}`}:`);
-            lines.push(indent(x.script, '          '));
-          }
-        }
-      }
-    }
-    if (ctx.nodes.length > 1) lines.push(`\nthen final.verify on ${ctx.leader}: every node alive, every credentials file equal to the leader's`);
-    if (ctx.options.revokeOldTokens) lines.push(`then harden.revoke: delete management tokens older than the new bootstrap token`);
-    if (ctx.warnings.length) {
-      lines.push('\nwarnings:');
-      for (const w of ctx.warnings) lines.push(`  ! ${w.node ? `${w.node}: ` : ''}${w.message}`);
-    }
-  } else {
-    lines.push('No plan could be made: regen start would stop before changing anything.');
+  if (ctx === null) return `${['No plan could be made: regen start would stop before changing anything.', ...problemTextLines(problems)].join('\n')}\n`;
+  const lines = [...headerLines(ctx), ...(o.verbose ? verboseLines(ctx) : compactLines(ctx))];
+  const closing = closingLines(ctx);
+  if (closing.length) lines.push('', ...closing);
+  if (ctx.warnings.length) {
+    lines.push('', 'warnings:');
+    for (const w of ctx.warnings) lines.push(`  ! ${w.node ? `${w.node}: ` : ''}${w.message}`);
   }
-  if (problems.length) {
-    lines.push(`\nproblems (regen start refuses until they are fixed):`);
-    for (const p of problems) {
-      lines.push(`  ✗ ${p.node ? `${p.node}: ` : ''}${p.message.replace(/\n/g, '\n    ')}`);
-      if (p.hint) lines.push(`    next: ${p.hint}`);
-    }
-  }
-  if (ctx !== null) lines.push(`\nThe mesh is down from the leader's stop until the last node is set up again.`);
+  lines.push(...problemTextLines(problems), '', DOWNTIME_WARNING);
   return `${lines.join('\n')}\n`;
 }
 
@@ -180,7 +264,7 @@ export function planJson(ctx: RegenContext | null, problems: PlanProblem[] = [])
     nodes:
       ctx === null
         ? []
-        : orderedNodes(ctx).map((n) => ({ name: n.name, role: n.role, kind: n.kind, profile: n.profile, serviceDiscoverVersion: n.serviceDiscoverVersion ?? null, setupPath: 'setup-wizard', bindAddress: n.bindAddress, steps: plannedSteps(ctx, n) })),
+        : orderedNodes(ctx).map((n) => ({ name: n.name, role: n.role, kind: n.kind, profile: n.profile, serviceDiscoverVersion: n.serviceDiscoverVersion ?? null, setupPath: SETUP_PATH, bindAddress: n.bindAddress, steps: plannedSteps(ctx, n) })),
     warnings: ctx?.warnings ?? [],
     problems,
   };
@@ -192,9 +276,10 @@ export interface PlanResult {
   problems: PlanProblem[];
 }
 
-function problemLines(message: string): string[] {
-  const items = message.split('\n').filter((l) => l.startsWith('  - ')).map((l) => l.slice(4));
-  return items.length ? items : [message];
+/** The problems an error is made of (its typed list), or the error itself as the one problem. */
+function problemsOf(e: ErrorRecord): PlanProblem[] {
+  const one: PlanProblem = { ...(e.node === undefined ? {} : { node: e.node }), kind: e.kind, message: e.message, ...(e.hint === undefined ? {} : { hint: e.hint }) };
+  return (e.problems ?? [one]).map((p) => ({ ...p, ...(p.hint === undefined && e.hint !== undefined ? { hint: e.hint } : {}) }));
 }
 
 /**
@@ -232,17 +317,16 @@ export async function makePlan(a: { port: NodePort; store: Store; inventory: Inv
       planNodes({ ...inventory, nodes: [n] }, [f]);
     } catch (err) {
       excluded.add(n.name);
-      const e = toErrorRecord(err);
-      for (const line of problemLines(e.message)) {
-        problems.push({ node: n.name, kind: e.kind, message: `${line.startsWith(`${n.name}: `) ? line.slice(n.name.length + 2) : line} (not planned)`, ...(e.hint ? { hint: e.hint } : {}) });
-      }
+      for (const p of problemsOf(toErrorRecord(err))) problems.push({ ...p, node: p.node ?? n.name, message: `${p.message} (not planned)` });
     }
   }
   const planned = inventory.nodes.filter((n) => !excluded.has(n.name));
   if (planned.length === 0) return { context: null, problems };
   const lower = new Set([...excluded].map((x) => x.toLowerCase()));
+  // Without withSignal: a port bound to a signal would be the underlying one, without the overrides below.
+  const { withSignal: _bound, ...unbound } = port;
   const viewPort: NodePort = {
-    ...port,
+    ...unbound,
     inspect: async (node) => facts.get(node) ?? port.inspect(node),
     // A node left out of the plan is still listed by the directory; it is a problem above, not a second one here.
     meshServers: async (node, profile) => (await port.meshServers(node, profile)).filter((s) => !lower.has(s.toLowerCase()) && !lower.has(s.split('.')[0]?.toLowerCase() ?? '')),
@@ -250,8 +334,7 @@ export async function makePlan(a: { port: NodePort; store: Store; inventory: Inv
   const result = await startRun({ store: a.store, port: viewPort, secret: null }, { inventory: { ...inventory, nodes: planned }, options: a.options, runId: PLAN_RUN_ID });
   if (result.state === 'confirming') return { context: result.context, problems };
   if (result.error) {
-    const e = result.error;
-    for (const line of problemLines(e.message)) problems.push({ ...(e.node ? { node: e.node } : {}), kind: e.kind, message: line, ...(e.hint ? { hint: e.hint } : {}) });
+    problems.push(...problemsOf(result.error));
   } else {
     problems.push({ kind: 'internal', message: `the plan stopped in state ${result.state}` });
   }

@@ -2,12 +2,13 @@
  * What the commands share: opening the store with the redactor, obtaining the secret, building the SSH + Carbonio
  * node port with the command audit, choosing the reporter, and Ctrl-C handling.
  */
+import { stepEntry } from '../machines/catalogue.js';
 import { UsageError } from '../machines/errors.js';
 import type { Inventory, NodePort } from '../machines/port.js';
 import type { RegenContext } from '../machines/recovery.js';
 import type { RunDeps, RunEvent, RunResult } from '../machines/runner.js';
 import { EXIT, exitCodeForKind } from './exit-codes.js';
-import { renderPlan } from './plan-view.js';
+import { DOWNTIME_WARNING, renderPlan } from './plan-view.js';
 import { sanitize } from '../adapters/terminal/sanitize.js';
 import type { Secret } from '../adapters/secrets/secret.js';
 import type { MeshSecret } from '../adapters/secrets/mesh-secret.js';
@@ -113,14 +114,18 @@ export const makeNodePort: PortFactory = async (inventory, connect, store, io) =
     },
   });
   const port = createCarbonioPort((node: string) => pool.remote(node), { commandTimeoutMs: connect.commandTimeoutS * 1000 });
-  return {
-    ...bindAll(port),
+  const masked = (p: NodePort): NodePort => ({
+    ...bindAll(p),
     // A secret read back from the leader is masked everywhere from the moment it exists.
     readMeshSecret: async (node: string) => {
-      const s = await port.readMeshSecret(node);
+      const s = await p.readMeshSecret(node);
       if (s) redactor.add(s, 'mesh secret');
       return s;
     },
+    withSignal: (signal: AbortSignal) => masked(p.withSignal?.(signal) ?? p),
+  });
+  return {
+    ...masked(port),
     close: async () => {
       await port.close();
       await pool.closeAll();
@@ -175,24 +180,7 @@ export async function makeReporter(json: boolean, io: Io): Promise<Reporter> {
 
 /** What a step amounts to, for the live view's "now running" column (the exact scripts are in regen log). */
 function describeStep(step: string): string {
-  const map: Record<string, string> = {
-    backup: 'cp -a … /var/backups/regen/<run>/',
-    'leader.reset-index': 'consul acl bootstrap',
-    'leader.reset-file': 'echo N > …/data/acl-bootstrap-reset',
-    'leader.stop': 'systemctl stop service-discover',
-    'follower.stop': 'systemctl stop service-discover',
-    'leader.wipe': 'rm config.json main.json *.pem',
-    'follower.wipe': 'rm config.json main.json *.pem',
-    'leader.raft-recovery': 'write data/raft/peers.json (this server alone)',
-    'leader.setup': 'service-discover setup --first-instance',
-    'follower.setup': 'service-discover setup',
-    'follower.copy-credentials': 'copy cluster-credentials.tar.gpg',
-    'leader.verify': 'consul members',
-    'follower.verify': 'consul members',
-    'final.verify': 'consul members; sha256sum',
-    'harden.revoke': 'consul acl token delete',
-  };
-  return map[step] ?? step;
+  return stepEntry(step)?.command ?? step;
 }
 
 /** First Ctrl-C: finish the command in flight, journal it, stop resumable. Second: stop at once. */
@@ -208,7 +196,7 @@ export function interruptHandling(io: Io, reporter: Reporter): { shouldStop: () 
     } else {
       reporter.close();
       io.err('\nregen: stopped at once; regen resume will check the interrupted step on the node before going on\n');
-      process.exit(130);
+      process.exit(EXIT.aborted);
     }
   });
   return { shouldStop: () => count > 0, dispose };
@@ -258,11 +246,11 @@ export async function operate(
         if (!o.yes && !io.stdinIsTTY) {
           throw new UsageError(`run ${ctx.runId} is waiting for the confirmation of the downtime and there is no terminal to ask on`, `regen resume ${ctx.runId} --yes`);
         }
-        if (o.json) return o.yes || confirmByName(ctx, io);
+        if (o.json) return o.yes || confirmByName(ctx, io, { planShown: false });
         reporter.suspend();
         try {
           io.err(renderPlan(ctx, { color: io.isTTY }));
-          return o.yes || (await confirmByName(ctx, io));
+          return o.yes || (await confirmByName(ctx, io, { planShown: true }));
         } finally {
           reporter.resume();
         }
@@ -286,11 +274,13 @@ export function exitFor(result: RunResult): number {
 }
 
 /** The operator types the cluster name to go on (a yes/no is too easy to give by reflex during an incident). */
-export async function confirmByName(ctx: RegenContext, io: Io): Promise<boolean> {
+export async function confirmByName(ctx: RegenContext, io: Io, o: { planShown: boolean }): Promise<boolean> {
   const { createInterface } = await import('node:readline/promises');
   const rl = createInterface({ input: io.stdin, output: io.stderr, terminal: io.stdinIsTTY });
   try {
-    const answer = await rl.question(`\nThe mesh will be DOWN from the leader's stop until every node is set up again.\nType the cluster name (${ctx.cluster}) to go on, anything else to abort: `);
+    // The plan ends with the downtime warning; without it (--json) the question says it.
+    const warning = o.planShown ? '' : `\n${DOWNTIME_WARNING}`;
+    const answer = await rl.question(`${warning}\nType the cluster name (${ctx.cluster}) to go on, anything else to abort: `);
     return answer.trim() === ctx.cluster;
   } finally {
     rl.close();

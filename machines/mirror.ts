@@ -295,5 +295,8 @@ export function gatedPort(port: NodePort, gate: () => MirrorWriter | null): Node
       return fn(...args);
     };
   }
+  // A port bound to an actor's abort signal must stay gated: its effects, too, wait for the mirror.
+  const bind = port.withSignal?.bind(port);
+  if (bind !== undefined) out['withSignal'] = (signal: AbortSignal) => gatedPort(bind(signal), gate);
   return out as unknown as NodePort;
 }

@@ -4,7 +4,7 @@
  * read → plan → apply: nothing here touches a node.
  */
 import { chooseBindAddress } from './bind-address.js';
-import { RegenError } from './errors.js';
+import { problemsMessage, RegenError, toErrorRecord, type Problem } from './errors.js';
 import type { Inventory, MeshKind, NodeFacts, Profile } from './port.js';
 import { TESTED_VERSIONS, isTested, releaseOf, wipeSetFor } from './versions.js';
 
@@ -34,36 +34,41 @@ function isLoopback(ip: string): boolean {
   return ip.startsWith('127.') || ip === '::1';
 }
 
-/** Plan every node from preflight facts; throws one RegenError listing every problem found. */
+/**
+ * Plan every node from preflight facts; throws one RegenError listing every problem found (as `problems`, too).
+ * Its kind is needs-operator when every problem is a question for the operator (which address to bind), else preflight.
+ */
 export function planNodes(inventory: Inventory, facts: NodeFacts[]): { nodes: PlannedNode[]; warnings: Warning[] } {
   const byName = new Map(facts.map((f) => [f.node, f]));
-  const problems: string[] = [];
+  const problems: Problem[] = [];
+  const problem = (node: string, message: string) => problems.push({ node, kind: 'preflight', message });
   const warnings: Warning[] = [];
   const nodes: PlannedNode[] = [];
   for (const inv of inventory.nodes) {
     const f = byName.get(inv.name);
     if (!f) {
-      problems.push(`${inv.name}: no preflight facts`);
+      problem(inv.name, 'no preflight facts');
       continue;
     }
-    if (!f.privileged) problems.push(`${inv.name}: commands do not run as root (log in as root, or give the user passwordless sudo)`);
-    if (f.missingTools.length) problems.push(`${inv.name}: missing ${f.missingTools.join(', ')} (is service-discover installed on this node?)`);
-    if (f.profile === null) problems.push(`${inv.name}: neither /opt/zextras/bin/carbonio nor /opt/zextras/bin/zmprov found; is this a Carbonio node?`);
+    if (!f.privileged) problem(inv.name, 'commands do not run as root (log in as root, or give the user passwordless sudo)');
+    if (f.missingTools.length) problem(inv.name, `missing ${f.missingTools.join(', ')} (is service-discover installed on this node?)`);
+    if (f.profile === null) problem(inv.name, 'neither /opt/zextras/bin/carbonio nor /opt/zextras/bin/zmprov found; is this a Carbonio node?');
     if (f.directory?.state === 'unreachable') {
-      problems.push(`${inv.name}: the directory ${f.directory.url ?? ''} (ldap_master_url) does not answer from this node; service-discover setup connects to it first and would fail there`);
+      problem(inv.name, `the directory ${f.directory.url ?? ''} (ldap_master_url) does not answer from this node; service-discover setup connects to it first and would fail there`);
     } else if (f.directory?.state === 'none') {
-      problems.push(`${inv.name}: /opt/zextras/conf/localconfig.xml names no ldap_master_url; service-discover setup needs the directory`);
+      problem(inv.name, '/opt/zextras/conf/localconfig.xml names no ldap_master_url; service-discover setup needs the directory');
     }
     const release = releaseOf(f.serviceDiscoverPackage);
-    const versionProblem = untestedVersion(inv.name, f.serviceDiscoverPackage, release, inventory.allowUntestedVersion === true);
-    if (versionProblem !== null) problems.push(versionProblem);
+    const versionProblem = untestedVersion(f.serviceDiscoverPackage, release, inventory.allowUntestedVersion === true);
+    if (versionProblem !== null) problem(inv.name, versionProblem);
     else if (!isTested(release)) warnings.push({ node: inv.name, message: `service-discover ${f.serviceDiscoverPackage ?? '(version unknown)'} is not a tested release; planned because --allow-untested-version was given` });
     let bind: { address: string } | { error: string };
     try {
       bind = chooseBindAddress(inv, f);
     } catch (err) {
-      bind = { error: err instanceof Error ? err.message.replace(`${inv.name}: `, '') : String(err) };
-      problems.push(`${inv.name}: ${bind.error}`);
+      const e = toErrorRecord(err);
+      bind = { error: e.message.replace(`${inv.name}: `, '') };
+      problems.push({ node: inv.name, kind: e.kind, message: bind.error, ...(e.hint === undefined ? {} : { hint: e.hint }) });
     }
     if (f.hostnameAddresses.some(isLoopback)) {
       const used = 'address' in bind ? bind.address : 'an explicit address';
@@ -87,20 +92,22 @@ export function planNodes(inventory: Inventory, facts: NodeFacts[]): { nodes: Pl
     }
   }
   const dupes = findDuplicates(nodes.map((n) => n.bindAddress));
-  for (const d of dupes) problems.push(`two nodes would bind to ${d}; give each node its own "address:" in the inventory`);
+  for (const d of dupes) problems.push({ kind: 'preflight', message: `two nodes would bind to ${d}; give each node its own "address:" in the inventory` });
   if (problems.length) {
-    throw new RegenError('preflight', `preflight found ${problems.length} problem(s); nothing was changed:\n  - ${problems.join('\n  - ')}`, {
-      hint: 'fix the inventory or the nodes, then run regen start again',
+    const questions = problems.every((p) => p.kind === 'needs-operator');
+    throw new RegenError(questions ? 'needs-operator' : 'preflight', problemsMessage(`preflight found ${problems.length} problem(s); nothing was changed`, problems), {
+      hint: questions && problems.length === 1 && problems[0]?.hint !== undefined ? problems[0].hint : 'fix the inventory or the nodes, then run regen start again',
+      problems,
     });
   }
   return { nodes, warnings };
 }
 
 /** A release outside the tested table is a problem unless the operator allowed it. */
-function untestedVersion(node: string, pkg: string | null, release: string | null, allowed: boolean): string | null {
+function untestedVersion(pkg: string | null, release: string | null, allowed: boolean): string | null {
   if (allowed || isTested(release)) return null;
   const what = pkg === null ? 'its service-discover version could not be read (dpkg-query / rpm)' : `service-discover ${pkg} is not a release regen was tested against`;
-  return `${node}: ${what} (tested: ${TESTED_VERSIONS.join(', ')}); pass --allow-untested-version to plan it anyway`;
+  return `${what} (tested: ${TESTED_VERSIONS.join(', ')}); pass --allow-untested-version to plan it anyway`;
 }
 
 function findDuplicates(xs: string[]): string[] {
@@ -134,39 +141,41 @@ export function chooseLeader(args: {
   const lower = (s: string) => s.toLowerCase();
   const serverSet = new Set(meshServers.map(lower));
   const kinds: Record<string, MeshKind> = {};
-  const problems: string[] = [];
+  const problems: Problem[] = [];
+  const problem = (message: string, node?: string) => problems.push({ kind: 'needs-operator', message, ...(node === undefined ? {} : { node }) });
   for (const n of nodes) {
     const listed = serverSet.has(lower(n.fqdn)) || serverSet.has(lower(n.name));
     const detected: MeshKind = listed ? 'server' : 'agent';
     if (n.kind !== null && n.kind !== detected) {
-      problems.push(`${n.name}: the inventory says ${n.kind} but the directory ${listed ? 'lists it as a mesh server' : 'does not list it among the mesh servers'}`);
+      problem(`the inventory says ${n.kind} but the directory ${listed ? 'lists it as a mesh server' : 'does not list it among the mesh servers'}`, n.name);
     }
     kinds[n.name] = detected;
   }
   for (const s of meshServers) {
     if (!nodes.some((n) => lower(n.fqdn) === lower(s) || lower(n.name) === lower(s))) {
-      problems.push(`mesh server ${s} is not in the inventory; every mesh server must be, or it keeps the old credentials`);
+      problem(`mesh server ${s} is not in the inventory; every mesh server must be, or it keeps the old credentials`);
     }
   }
-  if (meshServers.length === 0) problems.push('the directory lists no mesh server (gas service-discover answered nothing)');
+  if (meshServers.length === 0) problem('the directory lists no mesh server (gas service-discover answered nothing)');
   let leader: PlannedNode | undefined;
   if (args.override !== undefined) {
     leader = nodes.find((n) => n.name === args.override || lower(n.fqdn) === lower(args.override ?? ''));
-    if (!leader) problems.push(`--leader ${args.override} is not a node of the inventory`);
-    else if (kinds[leader.name] !== 'server') problems.push(`--leader ${args.override} is not a mesh server`);
+    if (!leader) problem(`--leader ${args.override} is not a node of the inventory`);
+    else if (kinds[leader.name] !== 'server') problem(`--leader ${args.override} is not a mesh server`);
     else if (args.leaderAddress !== null && args.leaderAddress !== leader.bindAddress) {
       warnings.push({ node: leader.name, message: `the mesh reports ${args.leaderAddress} as leader; --leader chose ${leader.name} (${leader.bindAddress})` });
     }
   } else if (args.leaderAddress === null) {
-    problems.push('the mesh has no leader right now (status/leader answered ""); name the node to regenerate on with --leader NODE');
+    problem('the mesh has no leader right now (status/leader answered ""); name the node to regenerate on with --leader NODE');
   } else {
     leader = nodes.find((n) => n.bindAddress === args.leaderAddress);
-    if (!leader) problems.push(`the mesh leader ${args.leaderAddress} is not the address of any inventory node; add it, or name the leader with --leader NODE`);
-    else if (kinds[leader.name] !== 'server') problems.push(`the mesh reports ${args.leaderAddress} (${leader.name}) as leader, but the directory does not list it as a mesh server; name the leader with --leader NODE`);
+    if (!leader) problem(`the mesh leader ${args.leaderAddress} is not the address of any inventory node; add it, or name the leader with --leader NODE`);
+    else if (kinds[leader.name] !== 'server') problem(`the mesh reports ${args.leaderAddress} (${leader.name}) as leader, but the directory does not list it as a mesh server; name the leader with --leader NODE`, leader.name);
   }
   if (problems.length || !leader) {
-    throw new RegenError('needs-operator', `cannot settle the leader:\n  - ${problems.join('\n  - ')}`, {
+    throw new RegenError('needs-operator', problemsMessage('cannot settle the leader', problems), {
       hint: 'fix the inventory, or pass --leader NODE, then run regen start again',
+      problems,
     });
   }
   if (args.directoryServer !== undefined && lower(args.directoryServer) !== lower(leader.fqdn) && args.directoryServer !== leader.name) {

@@ -14,7 +14,7 @@
  * - CommandFailedError: the command ran and failed (message says what it printed, redacted);
  * - NeedsOperatorError: output regen does not understand.
  */
-import type { Secret } from '../adapters/secrets/secret.js';
+import type { Secret } from './secret.js';
 
 /** seed 000 (Carbonio: `carbonio prov`, wipe removes config.json, main.json, *.pem) or seed 002 (Zextras: `zmprov`, wipe removes *.pem). */
 export type Profile = 'current' | 'legacy';
@@ -230,6 +230,12 @@ export interface NodePort {
 
   /** The run the following commands belong to (their audit rows are filed under it); set by the runner. */
   bindRun?(runId: string): void;
+  /**
+   * The same port, its commands bound to `signal`: aborting it stops the command in flight (the machine passes
+   * the signal of the invoked actor, so stopping the machine stops the remote command). Optional: a port
+   * without it runs its commands to the end.
+   */
+  withSignal?(signal: AbortSignal): NodePort;
 }
 
 /** What a node holds of regen's runs (read-only). */

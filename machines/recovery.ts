@@ -6,6 +6,7 @@
  *       (wipe + regenerate retry as one unit; raftRecovery only with several mesh servers)
  *     → followers (each: copy credentials → stop → wipe → setup → verify, N at a time)
  *     → finalVerify → [harden] → done
+ *   (the leader and follower steps, and their order, come from machines/catalogue.ts)
  *   any step → failed (resumable: RETRY re-enters the step) | needsOperator (a human settles it, then RETRY)
  *
  * Every side effect is a named actor; machines/actors.ts provides the implementations and tests swap them with
@@ -16,7 +17,7 @@ import { assign, fromPromise, setup } from 'xstate';
 import type { ErrorRecord } from './errors.js';
 import type { Inventory } from './port.js';
 import type { LeaderChoice, PlannedNode, Warning } from './plan.js';
-import { STEP_NAMES } from './steps.js';
+import { leaderStateAfter, STEP_NAMES, STEPS, type StepState } from './catalogue.js';
 
 export interface RunOptions {
   /** Followers set up at once. */
@@ -70,7 +71,7 @@ function slot<Out, In>(name: string) {
 export const actorTypes = {
   preflight: slot<{ nodes: PlannedNode[]; warnings: Warning[] }, { inventory: Inventory }>('preflight'),
   leaderCheck: slot<LeaderChoice, { nodes: PlannedNode[]; inventory: Inventory; override?: string; reuseSecret?: boolean }>('leaderCheck'),
-  backup: slot<null, { nodes: PlannedNode[] }>('backup'),
+  backUpNodes: slot<null, { nodes: PlannedNode[] }>('backUpNodes'),
   readResetIndex: slot<number, { leader: PlannedNode; round: number }>('readResetIndex'),
   writeResetFile: slot<null, { leader: PlannedNode; index: number; round: number }>('writeResetFile'),
   stopLeader: slot<null, { leader: PlannedNode; round: number }>('stopLeader'),
@@ -89,9 +90,10 @@ type ErrorEvent = { error: unknown };
 
 function errorRecordOf(e: unknown): ErrorRecord {
   if (e && typeof e === 'object' && 'kind' in e && 'message' in e) {
-    const r = e as { kind: ErrorRecord['kind']; name?: string; message: string; node?: string; hint?: string; exitCode?: number | null };
+    const r = e as { kind: ErrorRecord['kind']; name?: string; message: string; node?: string; hint?: string; exitCode?: number | null; problems?: ErrorRecord['problems'] };
     const rec: ErrorRecord = { kind: r.kind, name: r.name ?? 'Error', message: r.message };
     if (r.node !== undefined) rec.node = r.node;
+    if (r.problems !== undefined) rec.problems = r.problems;
     if (r.hint !== undefined) rec.hint = r.hint;
     if (r.exitCode !== undefined) rec.exitCode = r.exitCode;
     return rec;
@@ -106,24 +108,22 @@ const leaderOf = (c: RegenContext): PlannedNode => {
   return n;
 };
 
-/** States RETRY may re-enter, as dotted paths; they are also the `failedAt` values. */
-export const RESUMABLE_STATES = [
-  'preflight',
-  'leaderCheck',
-  'backup',
-  'leader.resetIndex',
-  'leader.resetFile',
-  'leader.stop',
-  'leader.wipe',
-  'leader.raftRecovery',
-  'leader.setup',
-  'leader.verify',
-  'followers',
-  'finalVerify',
-  'harden',
-] as const;
+type ResumableState = 'preflight' | 'leaderCheck' | StepState;
 
-type ResumableState = (typeof RESUMABLE_STATES)[number];
+/** States RETRY may re-enter, as dotted paths; they are also the `failedAt` values. The step states come from the catalogue. */
+export const RESUMABLE_STATES: readonly ResumableState[] = ['preflight', 'leaderCheck', ...new Set(Object.values(STEPS).map((e) => e.state))];
+
+/** The leader chain's next state after `state`, in catalogue order; a conditional step is guarded by its condition. */
+function leaderNext(state: StepState) {
+  return leaderStateAfter(state, 'regenerated').map((t) => (t.guard === undefined ? { target: t.target } : { guard: t.guard, target: t.target }));
+}
+
+/** The next state when it is unconditional (a transition that also records the step's output). */
+function leaderNextTarget(state: StepState): string {
+  const [first, ...rest] = leaderStateAfter(state, 'regenerated');
+  if (first === undefined || first.guard !== undefined || rest.length) throw new Error(`the step after ${state} is conditional; its transition must say what it records`);
+  return first.target;
+}
 
 /** On error: needs-operator errors go to needsOperator, everything else to failed; both remember where. */
 function onStepError(at: ResumableState) {
@@ -163,10 +163,11 @@ export const recoveryMachine = setup({
   guards: {
     needsOperator: ({ event }) => errorRecordOf((event as unknown as ErrorEvent).error).kind === 'needs-operator',
     failedAt: ({ context }, params: { at: ResumableState }) => context.failedAt === params.at,
-    setupFailed: ({ context }) => context.failedAt === 'leader.setup' && context.error?.kind === 'step-failed',
+    setupFailed: ({ context }) => context.failedAt === STEPS.leaderSetup.state && context.error?.kind === 'step-failed',
     hasFollowers: ({ context }) => context.nodes.length > 1,
-    severalServers: ({ context }) => context.nodes.filter((n) => n.kind === 'server').length > 1,
-    wantsRevoke: ({ context }) => context.options.revokeOldTokens,
+    // Named as the catalogue names the conditions of its steps.
+    'several-servers': ({ context }) => context.nodes.filter((n) => n.kind === 'server').length > 1,
+    revoke: ({ context }) => context.options.revokeOldTokens,
     canRetryLeaderUnit: ({ context, event }) => {
       const kind = errorRecordOf((event as unknown as ErrorEvent).error).kind;
       return kind === 'step-failed' && context.round < context.options.maxUnitRounds;
@@ -230,17 +231,17 @@ export const recoveryMachine = setup({
     // Nothing has changed yet: the operator sees the plan and confirms the downtime (or passes --yes).
     confirming: {
       on: {
-        CONFIRM: 'backup',
+        CONFIRM: STEPS.backup.state,
         ABORT: 'aborted',
       },
     },
     backup: {
       invoke: {
-        id: 'backup',
-        src: 'backup',
+        id: 'backUpNodes',
+        src: 'backUpNodes',
         input: ({ context }) => ({ nodes: context.nodes }),
         onDone: 'leader',
-        onError: onStepError('backup'),
+        onError: onStepError(STEPS.backup.state),
       },
     },
     leader: {
@@ -251,8 +252,8 @@ export const recoveryMachine = setup({
             id: 'readResetIndex',
             src: 'readResetIndex',
             input: ({ context }) => ({ leader: leaderOf(context), round: context.round }),
-            onDone: { target: 'resetFile', actions: assign({ resetIndex: ({ event }) => event.output }) },
-            onError: onStepError('leader.resetIndex'),
+            onDone: { target: leaderNextTarget(STEPS.resetIndex.state), actions: assign({ resetIndex: ({ event }) => event.output }) },
+            onError: onStepError(STEPS.resetIndex.state),
           },
         },
         resetFile: {
@@ -260,8 +261,8 @@ export const recoveryMachine = setup({
             id: 'writeResetFile',
             src: 'writeResetFile',
             input: ({ context }) => ({ leader: leaderOf(context), index: context.resetIndex ?? -1, round: context.round }),
-            onDone: 'stop',
-            onError: onStepError('leader.resetFile'),
+            onDone: leaderNext(STEPS.resetFile.state),
+            onError: onStepError(STEPS.resetFile.state),
           },
         },
         stop: {
@@ -269,8 +270,8 @@ export const recoveryMachine = setup({
             id: 'stopLeader',
             src: 'stopLeader',
             input: ({ context }) => ({ leader: leaderOf(context), round: context.round }),
-            onDone: 'wipe',
-            onError: onStepError('leader.stop'),
+            onDone: leaderNext(STEPS.leaderStop.state),
+            onError: onStepError(STEPS.leaderStop.state),
           },
         },
         wipe: {
@@ -278,8 +279,8 @@ export const recoveryMachine = setup({
             id: 'wipeLeader',
             src: 'wipeLeader',
             input: ({ context }) => ({ leader: leaderOf(context), round: context.round }),
-            onDone: [{ guard: 'severalServers', target: 'raftRecovery' }, { target: 'setup' }],
-            onError: onStepError('leader.wipe'),
+            onDone: leaderNext(STEPS.leaderWipe.state),
+            onError: onStepError(STEPS.leaderWipe.state),
           },
         },
         raftRecovery: {
@@ -287,8 +288,8 @@ export const recoveryMachine = setup({
             id: 'writeRaftRecovery',
             src: 'writeRaftRecovery',
             input: ({ context }) => ({ leader: leaderOf(context), round: context.round }),
-            onDone: 'setup',
-            onError: onStepError('leader.raftRecovery'),
+            onDone: leaderNext(STEPS.raftRecovery.state),
+            onError: onStepError(STEPS.raftRecovery.state),
           },
         },
         setup: {
@@ -296,8 +297,8 @@ export const recoveryMachine = setup({
             id: 'setupLeader',
             src: 'setupLeader',
             input: ({ context }) => ({ leader: leaderOf(context), round: context.round }),
-            onDone: { target: 'verify', actions: assign({ credentialsSha256: ({ event }) => event.output.credentialsSha256 }) },
-            onError: [{ guard: 'canRetryLeaderUnit', target: 'resetIndex', actions: 'startNewRound' }, ...onStepError('leader.setup')],
+            onDone: { target: leaderNextTarget(STEPS.leaderSetup.state), actions: assign({ credentialsSha256: ({ event }) => event.output.credentialsSha256 }) },
+            onError: [{ guard: 'canRetryLeaderUnit', target: 'resetIndex', actions: 'startNewRound' }, ...onStepError(STEPS.leaderSetup.state)],
           },
         },
         verify: {
@@ -305,8 +306,8 @@ export const recoveryMachine = setup({
             id: 'verifyLeader',
             src: 'verifyLeader',
             input: ({ context }) => ({ leader: leaderOf(context), round: context.round }),
-            onDone: 'regenerated',
-            onError: onStepError('leader.verify'),
+            onDone: leaderNext(STEPS.leaderVerify.state),
+            onError: onStepError(STEPS.leaderVerify.state),
           },
         },
         regenerated: { type: 'final' },
@@ -325,7 +326,7 @@ export const recoveryMachine = setup({
           maxRounds: context.options.maxUnitRounds,
         }),
         onDone: 'finalVerify',
-        onError: onStepError('followers'),
+        onError: onStepError(STEPS.followerSetup.state),
       },
     },
     finalVerify: {
@@ -333,8 +334,8 @@ export const recoveryMachine = setup({
         id: 'finalVerify',
         src: 'finalVerify',
         input: ({ context }) => ({ leader: leaderOf(context), nodes: context.nodes, credentialsSha256: context.credentialsSha256 ?? '' }),
-        onDone: [{ guard: 'wantsRevoke', target: 'harden' }, { target: 'done' }],
-        onError: onStepError('finalVerify'),
+        onDone: [{ guard: 'revoke', target: 'harden' }, { target: 'done' }],
+        onError: onStepError(STEPS.finalVerify.state),
       },
     },
     harden: {
@@ -343,7 +344,7 @@ export const recoveryMachine = setup({
         src: 'revokeOldTokens',
         input: ({ context }) => ({ leader: leaderOf(context) }),
         onDone: 'done',
-        onError: onStepError('harden'),
+        onError: onStepError(STEPS.revoke.state),
       },
     },
     done: { type: 'final' },
@@ -373,7 +374,7 @@ function stateIds(node: { key: string; states: Record<string, unknown> }, prefix
  * Version of the procedure: its states and step names. A run recorded under another version is not resumed
  * (a divergence error), because its snapshot and journal would be read against a different procedure.
  */
-export const MACHINE_VERSION = `recovery/1-${createHash('sha256')
+export const MACHINE_VERSION = `recovery/2-${createHash('sha256')
   .update(JSON.stringify({ states: stateIds(recoveryMachine.root as never), steps: STEP_NAMES }))
   .digest('hex')
   .slice(0, 12)}`;

@@ -4,18 +4,19 @@
  * human is needed (confirmation, failure, needs-operator) or at the end.
  */
 import { hostname } from 'node:os';
-import { createActor, type Snapshot } from 'xstate';
-import type { Secret } from '../adapters/secrets/secret.js';
-import type { ProgressEvent } from '../adapters/terminal/events.js';
+import { createActor, type Actor, type InspectionEvent, type Snapshot } from 'xstate';
+import type { ProgressEvent } from './events.js';
+import type { Secret } from './secret.js';
 import type { RunStatus, Store } from '../store/types.js';
 import { makeActors, type ActorHooks } from './actors.js';
+import type { StepDeps } from './steps.js';
 import type { JournalHooks } from './durable.js';
 import type { ClusterGuard } from './cluster-run.js';
 import { DivergenceError, NeedsOperatorError, RegenError, StoreError, toErrorRecord, type ErrorRecord } from './errors.js';
 import type { Inventory, NodePort } from './port.js';
 import type { Warning } from './plan.js';
 import { MACHINE_VERSION, recoveryMachine, stateString, type RegenContext, type RunOptions } from './recovery.js';
-import { STEP_NAMES } from './steps.js';
+import { STEP_NAMES, STEPS } from './catalogue.js';
 
 /** Progress events, in the shapes adapters/terminal publishes (events.schema.json). */
 export type RunEvent = ProgressEvent;
@@ -112,7 +113,7 @@ export async function resumeRun(deps: RunDeps, runId: string): Promise<RunResult
   const max = deps.maxRecoveries ?? 20;
   const inventory = JSON.parse(run.inventoryJson) as Inventory;
   deps.store.acquireLock({ cluster: run.cluster, runId, pid: process.pid, host: hostname() });
-  const recoveries = deps.store.countRecovery(runId);
+  const recoveries = deps.store.incrementRecoveries(runId);
   if (recoveries > max) {
     deps.store.releaseLock(run.cluster, runId);
     throw new RegenError('needs-operator', `run ${runId} has been resumed ${recoveries - 1} times (cap ${max})`, {
@@ -141,49 +142,49 @@ export function abortRun(store: Store, runId: string, now = Date.now()): void {
 }
 
 function leaderSetupDone(store: Store, runId: string): boolean {
-  return store.journal(runId, { step: 'leader.setup' }).some((r) => r.outcome === 'done' || r.outcome === 'skipped');
+  return store.journal(runId, { step: STEPS.leaderSetup.name }).some((r) => r.outcome === 'done' || r.outcome === 'skipped');
 }
 
-async function drive(
-  deps: RunDeps,
-  runId: string,
-  start: { input: { runId: string; inventory: Inventory; options: RunOptions }; snapshot?: Snapshot<unknown> },
-  resumed: boolean,
-): Promise<RunResult> {
-  const { store, port } = deps;
-  port.bindRun?.(runId);
-  const now = deps.now ?? Date.now;
-  const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
-  const emit = (e: RunEvent) => deps.onEvent?.(e);
-  const cluster = start.input.inventory.cluster;
-  if (resumed) {
-    // A resume takes the cluster lock over from its own run's dead process (machines/cluster-lock.ts).
-    try {
-      await deps.cluster?.acquire({ runId, inventory: start.input.inventory, takeOver: true });
-    } catch (err) {
-      store.releaseLock(cluster, runId);
-      throw err;
-    }
-  }
-  // If the lock is taken away (regen unlock by another operator), this run must not send another command.
-  let lockLost: unknown = null;
-  const heartbeat = setInterval(() => {
-    try {
-      store.heartbeat(cluster, runId);
-    } catch (err) {
-      if (err instanceof RegenError && err.kind === 'lock-held') lockLost ??= err;
-    }
-  }, deps.heartbeatMs ?? 5000);
-  heartbeat.unref();
+type Start = { input: { runId: string; inventory: Inventory; options: RunOptions }; snapshot?: Snapshot<unknown> };
 
-  let leaderName: string | null = (start.snapshot as { context?: RegenContext } | undefined)?.context?.leader ?? null;
-  let cachedSecret: Secret | null = deps.secret;
-  const secret = async (): Promise<Secret> => {
-    if (cachedSecret) return cachedSecret;
-    if (leaderName && leaderSetupDone(store, runId)) {
-      const s = await port.readMeshSecret(leaderName);
+/** What the units of one drive share. */
+interface Drive {
+  deps: RunDeps;
+  store: Store;
+  runId: string;
+  cluster: string;
+  now: () => number;
+  emit: (e: RunEvent) => void;
+  /** The leader as the machine last recorded it (the secret is read back from it). */
+  leader: string | null;
+}
+
+/**
+ * The lock heartbeat. If the lock is taken away (regen unlock by another operator), this run must not send
+ * another command: `lost()` then says so, and every step checks it before its effect.
+ */
+function holdLock(d: Drive): { lost: () => boolean; stop: () => void } {
+  let lost: unknown = null;
+  const timer = setInterval(() => {
+    try {
+      d.store.heartbeat(d.cluster, d.runId);
+    } catch (err) {
+      if (err instanceof RegenError && err.kind === 'lock-held') lost ??= err;
+    }
+  }, d.deps.heartbeatMs ?? 5000);
+  timer.unref();
+  return { lost: () => lost !== null, stop: () => clearInterval(timer) };
+}
+
+/** The secret the operator gave, or, once the leader's setup is done, the one read back from the leader. */
+function secretSource(d: Drive): () => Promise<Secret> {
+  let cached: Secret | null = d.deps.secret;
+  return async () => {
+    if (cached) return cached;
+    if (d.leader && leaderSetupDone(d.store, d.runId)) {
+      const s = await d.deps.port.readMeshSecret(d.leader);
       if (s) {
-        cachedSecret = s;
+        cached = s;
         return s;
       }
     }
@@ -191,155 +192,169 @@ async function drive(
       hint: 'regen resume --password-file FILE (or set REGEN_MESH_PASSWORD) with the secret this run started with',
     });
   };
+}
 
-  const stepDeps = {
-    port,
+/** Journal hooks turned into progress events (and the test's crash hook passed through). */
+function journalEvents(d: Drive): JournalHooks {
+  const { runId, emit } = d;
+  return {
+    ...(d.deps.journalHooks?.afterWrite ? { afterWrite: d.deps.journalHooks.afterWrite } : {}),
+    onStart: (e) => emit({ type: 'step.started', runId, step: e.step, node: e.node, attempt: e.round, at: e.at }),
+    onFinish: (e) =>
+      emit({
+        type: 'step.finished',
+        runId,
+        step: e.step,
+        node: e.node,
+        attempt: e.round,
+        at: e.at,
+        durationMs: e.durationMs,
+        outcome: e.outcome,
+        ...(e.error === undefined ? {} : { error: e.error }),
+      }),
+  };
+}
+
+/** Downtime bookkeeping: its start recorded once per run, announced once per process (a resume shows the clock). */
+function downtimeStart(d: Drive): (at: number) => void {
+  let announced = false;
+  return (at) => {
+    const run = d.store.getRun(d.runId);
+    if (run && run.downtimeStartedAt === null) d.store.updateRun(d.runId, { downtimeStartedAt: at });
+    if (announced) return;
+    announced = true;
+    d.emit({ type: 'run.state', runId: d.runId, state: STEPS.leaderStop.state, at, downtimeStartedAt: run?.downtimeStartedAt ?? at });
+  };
+}
+
+function stepDeps(d: Drive, lock: { lost: () => boolean }): StepDeps {
+  const { store, runId, now, deps } = d;
+  return {
+    port: deps.port,
     store,
     runId,
-    secret,
-    sleep,
+    secret: secretSource(d),
+    sleep: deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms))),
     now,
     convergeTimeoutMs: deps.convergeTimeoutMs ?? 60_000,
-    onDowntimeStart: (at: number) => {
-      const run = store.getRun(runId);
-      if (run && run.downtimeStartedAt === null) store.updateRun(runId, { downtimeStartedAt: at });
-      emit({ type: 'run.state', runId, state: 'leader.stop', at, downtimeStartedAt: run?.downtimeStartedAt ?? at });
-    },
-    journal: {
-      store,
-      runId,
-      now,
-      shouldStop: () => lockLost !== null || (deps.shouldStop?.() ?? false),
-      hooks: {
-        ...(deps.journalHooks?.afterWrite ? { afterWrite: deps.journalHooks.afterWrite } : {}),
-        onStart: (e: { step: string; node: string; round: number; at: number }) => emit({ type: 'step.started', runId, step: e.step, node: e.node, attempt: e.round, at: e.at }),
-        onFinish: (e: { step: string; node: string; round: number; at: number; durationMs: number; outcome: 'done' | 'failed' | 'unknown' | 'skipped'; error?: ErrorRecord }) =>
-          emit({
-            type: 'step.finished',
-            runId,
-            step: e.step,
-            node: e.node,
-            attempt: e.round,
-            at: e.at,
-            durationMs: e.durationMs,
-            outcome: e.outcome,
-            ...(e.error === undefined ? {} : { error: e.error }),
-          }),
-      },
-    },
+    onDowntimeStart: downtimeStart(d),
+    journal: { store, runId, now, shouldStop: () => lock.lost() || (deps.shouldStop?.() ?? false), hooks: journalEvents(d) },
   };
-  const machine = recoveryMachine.provide({ actors: makeActors(stepDeps, deps.actorHooks ?? {}) });
+}
 
+/** A persisted transition, as the machine's inspection stream delivers it. */
+interface Persisted {
+  seq: number;
+  state: string;
+  context: RegenContext;
+}
+
+/**
+ * Records every transition of the actor: the transition, the run row and (once the plan is settled) the node
+ * rows, in one transaction; then `afterPersist` (warnings, progress events, the test's crash hook).
+ */
+function transitionRecorder(d: Drive, machine: typeof recoveryMachine, afterPersist: (p: Persisted, previous: string | null) => void) {
   let lastState: string | null = null;
-  let persistError: unknown = null;
-  let actorError: unknown = null;
-  const warned = new Set<string>();
-
-  const actor = createActor(machine, {
-    input: start.input,
-    ...(start.snapshot ? { snapshot: start.snapshot as never } : {}),
-    inspect: (ev) => {
-      if (ev.type !== '@xstate.snapshot' || ev.actorRef !== actor || persistError) return;
-      // Stopping the actor when this process is done is not a step of the procedure: its snapshot (status
-      // "stopped") must never become the one a resume restores.
-      if ((ev.event as { type: string }).type === 'xstate.stop') return;
-      const snap = ev.snapshot as unknown as { value: unknown; context: RegenContext };
-      const state = stateString(snap.value);
-      try {
-        const seq = store.appendTransition({
-          runId,
-          fromState: lastState,
-          event: (ev.event as { type: string }).type,
-          toState: state,
-          snapshot: JSON.stringify(machine.getPersistedSnapshot(ev.snapshot as never)),
-          machineVersion: MACHINE_VERSION,
-        });
-        const ctx = snap.context;
-        leaderName = ctx.leader;
-        store.updateRun(runId, { state, status: statusOf(state), leader: ctx.leader, error: ctx.error, ...(state === 'done' || state === 'aborted' ? { finishedAt: now() } : {}) });
-        if (state !== lastState && (lastState === 'preflight' || lastState === 'leaderCheck')) {
-          for (const n of ctx.nodes) {
-            store.upsertNode({ runId, name: n.name, sshHost: n.sshHost, role: n.role, kind: n.kind, profile: n.profile, address: n.bindAddress, bindAddress: n.bindAddress, fqdn: n.fqdn });
-          }
-        }
-        for (const w of ctx.warnings as Warning[]) {
-          const key = `${w.node ?? ''}|${w.message}`;
-          if (!warned.has(key)) {
-            warned.add(key);
-            emit({ type: 'warning', runId, message: w.message, ...(w.node === undefined ? {} : { node: w.node }), at: now() });
-          }
-        }
-        if (state !== lastState) emit({ type: 'run.state', runId, state, at: now(), ...(ctx.leader ? { leader: ctx.leader } : {}) });
-        lastState = state;
-        deps.afterTransition?.(seq, state);
-        deps.cluster?.afterPersist(); // the journal's mirror on the nodes (machines/mirror.ts)
-      } catch (err) {
-        persistError ??= err;
-      }
-    },
-  });
-
-  /** Resolves at the next point where the runner must act: a stop state, confirmation, an error, or persistence failure. */
-  const nextStop = (): Promise<void> =>
-    new Promise((resolve) => {
-      const check = (): boolean => {
-        const state = stateString(actor.getSnapshot().value);
-        return persistError !== null || actorError !== null || STOP_STATES.has(state) || state === 'confirming' || actor.getSnapshot().status !== 'active';
-      };
-      if (check()) return resolve();
-      // Every machine error is routed to failed/needsOperator; an error here is a bug, reported, never rethrown later.
-      const sub = actor.subscribe({
-        next: () => {
-          if (check()) {
-            sub.unsubscribe();
-            resolve();
-          }
-        },
-        error: (err) => {
-          actorError ??= err;
-          sub.unsubscribe();
-          resolve();
-        },
-        complete: () => {
-          sub.unsubscribe();
-          resolve();
-        },
-      });
-    });
-  const guard = actor.subscribe({ error: (err) => (actorError ??= err) });
-
-  emit({ type: 'run.started', runId, cluster, nodes: start.input.inventory.nodes.map((n) => n.name), at: now() });
-  void resumed;
-  actor.start();
-  // A restored failed/needsOperator run goes on from where it stopped.
-  const initialState = stateString(actor.getSnapshot().value);
-  if (resumed && (initialState === 'failed' || initialState === 'needsOperator')) actor.send({ type: 'RETRY' });
-
-  try {
-    for (;;) {
-      await nextStop();
-      if (persistError || actorError) break;
-      const snap = actor.getSnapshot();
-      if (stateString(snap.value) === 'confirming' && deps.confirm) {
-        const ok = await deps.confirm(snap.context);
-        actor.send(ok ? { type: 'CONFIRM' } : { type: 'ABORT', reason: 'the operator declined' });
-        continue;
-      }
-      break;
+  let error: unknown = null;
+  const inspect = (ev: InspectionEvent, self: () => unknown): void => {
+    if (ev.type !== '@xstate.snapshot' || ev.actorRef !== self() || error) return;
+    // Stopping the actor when this process is done is not a step of the procedure: its snapshot (status
+    // "stopped") must never become the one a resume restores.
+    const event = (ev.event as { type: string }).type;
+    if (event === 'xstate.stop') return;
+    const snap = ev.snapshot as unknown as { value: unknown; context: RegenContext };
+    const state = stateString(snap.value);
+    const ctx = snap.context;
+    try {
+      const planSettled = state !== lastState && (lastState === 'preflight' || lastState === 'leaderCheck');
+      const seq = d.store.persistTransition(
+        { runId: d.runId, fromState: lastState, event, toState: state, snapshot: JSON.stringify(machine.getPersistedSnapshot(ev.snapshot as never)), machineVersion: MACHINE_VERSION },
+        { state, status: statusOf(state), leader: ctx.leader, error: ctx.error, ...(state === 'done' || state === 'aborted' ? { finishedAt: d.now() } : {}) },
+        planSettled ? ctx.nodes.map((n) => nodeRow(d.runId, n)) : [],
+      );
+      d.leader = ctx.leader;
+      const previous = lastState;
+      lastState = state;
+      afterPersist({ seq, state, context: ctx }, previous);
+    } catch (err) {
+      error ??= err;
     }
-  } catch (err) {
-    await deps.cluster?.release();
-    store.releaseLock(cluster, runId);
-    throw err;
-  } finally {
-    guard.unsubscribe();
-    actor.stop();
-    clearInterval(heartbeat);
-  }
+  };
+  return { inspect, error: () => error };
+}
 
+function nodeRow(runId: string, n: RegenContext['nodes'][number]) {
+  return { runId, name: n.name, sshHost: n.sshHost, role: n.role, kind: n.kind, profile: n.profile, address: n.bindAddress, bindAddress: n.bindAddress, fqdn: n.fqdn };
+}
+
+/** After each persisted transition: new warnings and a changed state become events; then the test's hook. */
+function announce(d: Drive): (p: Persisted, previous: string | null) => void {
+  const warned = new Set<string>();
+  return ({ seq, state, context }, previous) => {
+    for (const w of context.warnings as Warning[]) {
+      const key = `${w.node ?? ''}|${w.message}`;
+      if (warned.has(key)) continue;
+      warned.add(key);
+      d.emit({ type: 'warning', runId: d.runId, message: w.message, ...(w.node === undefined ? {} : { node: w.node }), at: d.now() });
+    }
+    if (state !== previous) d.emit({ type: 'run.state', runId: d.runId, state, at: d.now(), ...(context.leader ? { leader: context.leader } : {}) });
+    d.deps.afterTransition?.(seq, state);
+    d.deps.cluster?.afterPersist(); // the journal's mirror on the nodes (machines/mirror.ts)
+  };
+}
+
+type RecoveryActor = Actor<typeof recoveryMachine>;
+
+/** Resolves at the next point where the runner must act: a stop state, confirmation, an error, or a failed write. */
+function nextStop(actor: RecoveryActor, failed: () => boolean): Promise<void> {
+  return new Promise((resolve) => {
+    const check = (): boolean => {
+      const state = stateString(actor.getSnapshot().value);
+      return failed() || STOP_STATES.has(state) || state === 'confirming' || actor.getSnapshot().status !== 'active';
+    };
+    if (check()) return resolve();
+    const sub = actor.subscribe({
+      next: () => {
+        if (check()) {
+          sub.unsubscribe();
+          resolve();
+        }
+      },
+      error: () => {
+        sub.unsubscribe();
+        resolve();
+      },
+      complete: () => {
+        sub.unsubscribe();
+        resolve();
+      },
+    });
+  });
+}
+
+/** Runs the actor to its next stop; at the confirmation point, asks (when a confirm is given) and goes on or aborts. */
+async function runToStop(d: Drive, actor: RecoveryActor, failed: () => boolean): Promise<void> {
+  for (;;) {
+    await nextStop(actor, failed);
+    if (failed()) return;
+    const snap = actor.getSnapshot();
+    if (stateString(snap.value) !== 'confirming' || !d.deps.confirm) return;
+    const ok = await d.deps.confirm(snap.context);
+    actor.send(ok ? { type: 'CONFIRM' } : { type: 'ABORT', reason: 'the operator declined' });
+  }
+}
+
+/** The result once the actor stopped: the status, the downtime's end, the closing event, the lock released. */
+/** The locks this run holds, on the nodes and in the database. */
+async function releaseLocks(d: Drive): Promise<void> {
+  await d.deps.cluster?.release();
+  d.store.releaseLock(d.cluster, d.runId);
+}
+
+async function finish(d: Drive, actor: RecoveryActor, persistError: unknown, actorError: unknown): Promise<RunResult> {
+  const { store, runId, now } = d;
   if (persistError) {
-    await deps.cluster?.release();
-    store.releaseLock(cluster, runId);
+    await releaseLocks(d);
     throw new StoreError(`could not record the run's progress: ${toErrorRecord(persistError).message}`, 'the database may be full or damaged; the journal holds everything up to this point: regen resume when fixed', persistError);
   }
   const snap = actor.getSnapshot();
@@ -347,15 +362,63 @@ async function drive(
   const status = actorError ? 'failed' : statusOf(state);
   const error = actorError ? toErrorRecord(actorError) : snap.context.error;
   if (actorError) store.updateRun(runId, { status: 'failed', error });
-  if (state === 'done') {
-    const run = store.getRun(runId);
-    if (run && run.downtimeEndedAt === null) store.updateRun(runId, { downtimeEndedAt: now() });
-  }
+  if (state === 'done' && store.getRun(runId)?.downtimeEndedAt === null) store.updateRun(runId, { downtimeEndedAt: now() });
   const run = store.getRun(runId);
   const downtimeMs = run?.downtimeStartedAt ? (run.downtimeEndedAt ?? now()) - run.downtimeStartedAt : undefined;
-  if (status !== 'running') emit({ type: 'run.finished', runId, status, at: now(), ...(downtimeMs === undefined ? {} : { downtimeMs }) });
-  await deps.cluster?.release();
-  store.releaseLock(cluster, runId);
+  if (status !== 'running') d.emit({ type: 'run.finished', runId, status, at: now(), ...(downtimeMs === undefined ? {} : { downtimeMs }) });
+  await releaseLocks(d);
   return { runId, status, state, context: snap.context, error };
 }
 
+/**
+ * One drive of the machine: hold the lock, provide the steps, record every transition, run to the next point
+ * where a human is needed (asking for the confirmation on the way), then close the run's books.
+ */
+async function drive(deps: RunDeps, runId: string, start: Start, resumed: boolean): Promise<RunResult> {
+  const d: Drive = {
+    deps,
+    store: deps.store,
+    runId,
+    cluster: start.input.inventory.cluster,
+    now: deps.now ?? Date.now,
+    emit: (e) => deps.onEvent?.(e),
+    leader: (start.snapshot as { context?: RegenContext } | undefined)?.context?.leader ?? null,
+  };
+  deps.port.bindRun?.(runId);
+  if (resumed) {
+    // A resume takes the cluster lock over from its own run's dead process (machines/cluster-lock.ts).
+    try {
+      await deps.cluster?.acquire({ runId, inventory: start.input.inventory, takeOver: true });
+    } catch (err) {
+      d.store.releaseLock(d.cluster, runId);
+      throw err;
+    }
+  }
+  const lock = holdLock(d);
+  const machine = recoveryMachine.provide({ actors: makeActors(stepDeps(d, lock), deps.actorHooks ?? {}) });
+  const recorder = transitionRecorder(d, machine, announce(d));
+  let actorError: unknown = null;
+  const actor: RecoveryActor = createActor(machine, {
+    input: start.input,
+    ...(start.snapshot ? { snapshot: start.snapshot as never } : {}),
+    inspect: (ev) => recorder.inspect(ev, () => actor),
+  });
+  // Every machine error is routed to failed/needsOperator; an error here is a bug, reported, never rethrown later.
+  const guard = actor.subscribe({ error: (err) => (actorError ??= err) });
+  d.emit({ type: 'run.started', runId, cluster: d.cluster, nodes: start.input.inventory.nodes.map((n) => n.name), at: d.now() });
+  actor.start();
+  // A restored failed/needsOperator run goes on from where it stopped.
+  const initial = stateString(actor.getSnapshot().value);
+  if (resumed && (initial === 'failed' || initial === 'needsOperator')) actor.send({ type: 'RETRY' });
+  try {
+    await runToStop(d, actor, () => recorder.error() !== null || actorError !== null);
+  } catch (err) {
+    await releaseLocks(d);
+    throw err;
+  } finally {
+    guard.unsubscribe();
+    actor.stop();
+    lock.stop();
+  }
+  return finish(d, actor, recorder.error(), actorError);
+}

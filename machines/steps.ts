@@ -1,53 +1,17 @@
 /**
- * The step catalogue: every remote step of the procedure, its effect and its read-only probe, in one place.
- * The commands behind each NodePort method are in adapters/carbonio/commands.ts; the fake in test/sim/.
- *
- *   step                       effect (NodePort)                    probe
- *   backup                     backup(node, run)                    probeBackup
- *   leader.reset-index         readResetIndex (a read)              — (re-reading is harmless)
- *   leader.reset-file          writeResetFile                       probeResetFile
- *   leader.stop                stopService                          serviceActive
- *   leader.wipe                wipe(profile)                        probeWipe
- *   leader.raft-recovery       writeRaftRecovery (several servers)  probeRaftRecovery
- *   leader.setup               setupLeader (first instance)         probeSetup: new credentials, service up
- *   leader.verify              members (a read)                     —
- *   follower.copy-credentials  writeCredentials                     credentialsSha256
- *   follower.stop              stopService                          serviceActive
- *   follower.wipe              wipe(profile)                        probeWipe
- *   follower.setup             setupFollower (join)                 leader's members: node alive
- *   follower.verify            members (a read)                     —
- *   final.verify               members + checksums (reads)          —
- *   harden.revoke              deleteToken                          listTokens
+ * The code of each remote step: its effect and its read-only probe, each through durableStep. Which steps exist,
+ * in which order, and what they touch is declared in machines/catalogue.ts; the commands behind each NodePort
+ * method are in adapters/carbonio/commands.ts, the fake in test/sim/.
  */
-import type { Secret } from '../adapters/secrets/secret.js';
+import type { Secret } from './secret.js';
 import type { Store } from '../store/types.js';
+import { STEPS } from './catalogue.js';
 import { durableStep, type Journal, type Probe } from './durable.js';
-import { CommandFailedError, NeedsOperatorError, RegenError } from './errors.js';
+import { CommandFailedError, NeedsOperatorError, RegenError, StaleResetIndexError, type ErrorRecord } from './errors.js';
 import type { BackupManifest, MeshKind, NodePort, Member } from './port.js';
 import type { PlannedNode } from './plan.js';
 
-export const STEP_NAMES = [
-  'backup',
-  'leader.reset-index',
-  'leader.reset-file',
-  'leader.stop',
-  'leader.wipe',
-  'leader.raft-recovery',
-  'leader.setup',
-  'leader.verify',
-  'follower.copy-credentials',
-  'follower.stop',
-  'follower.wipe',
-  'follower.setup',
-  'follower.verify',
-  'final.verify',
-  'harden.revoke',
-] as const;
-export type StepName = (typeof STEP_NAMES)[number];
-
-/** The per-node step order shown by `regen status` (leader chain, then follower chain). */
-export const LEADER_STEPS: StepName[] = ['backup', 'leader.reset-index', 'leader.reset-file', 'leader.stop', 'leader.wipe', 'leader.raft-recovery', 'leader.setup', 'leader.verify'];
-export const FOLLOWER_STEPS: StepName[] = ['backup', 'follower.copy-credentials', 'follower.stop', 'follower.wipe', 'follower.setup', 'follower.verify'];
+export { STEP_NAMES, type StepName } from './catalogue.js';
 
 export interface StepDeps {
   port: NodePort;
@@ -68,7 +32,7 @@ const notDone = async <T>(): Promise<Probe<T>> => ({ state: 'not-done' });
 
 export async function backupNode(d: StepDeps, node: PlannedNode): Promise<BackupManifest> {
   const manifest = await durableStep<BackupManifest>(d.journal, {
-    step: 'backup',
+    step: STEPS.backup.name,
     node: node.name,
     probe: async () => {
       const m = await d.port.probeBackup(node.name, d.runId);
@@ -89,7 +53,7 @@ export async function backupNode(d: StepDeps, node: PlannedNode): Promise<Backup
  */
 export async function readResetIndex(d: StepDeps, leader: PlannedNode, round: number): Promise<number> {
   return durableStep<number>(d.journal, {
-    step: 'leader.reset-index',
+    step: STEPS.resetIndex.name,
     node: leader.name,
     round,
     probe: notDone,
@@ -126,18 +90,29 @@ export async function readResetIndex(d: StepDeps, leader: PlannedNode, round: nu
 /**
  * The valid index as named by the previous round's failed setup, when its bootstrap was refused for a stale one
  * (the ACLs were reset by someone else after regen read the index): the pending reset file then holds the stale
- * index, and trusting it would fail every later round the same way.
+ * index, and trusting it would fail every later round the same way. Read from the journal's typed error record.
  */
 function indexNamedBySetupFailure(d: StepDeps, leader: string, round: number): number | null {
-  const failed = d.store.journal(d.runId, { step: 'leader.setup', node: leader }).filter((r) => r.attempt === round && r.outcome === 'failed');
+  const failed = d.store.journal(d.runId, { step: STEPS.leaderSetup.name, node: leader }).filter((r) => r.attempt === round && r.outcome === 'failed');
   const last = failed.reduce<(typeof failed)[number] | undefined>((a, r) => (a === undefined || r.id > a.id ? r : a), undefined);
-  const m = /Invalid bootstrap reset index \(specified \d+, reset index: (\d+)\)/.exec(last?.detail ?? '');
-  return m?.[1] === undefined ? null : Number(m[1]);
+  if (last?.detail == null) return null;
+  const detail = JSON.parse(last.detail) as { error?: ErrorRecord };
+  return detail.error?.validResetIndex ?? null;
+}
+
+/** Consul's refusal of a bootstrap with a stale reset index names the valid one (agent/consul/acl_endpoint.go). */
+const STALE_INDEX = /Invalid bootstrap reset index \(specified \d+, reset index: (\d+)\)/;
+
+/** A setup failure that is consul refusing a stale reset index, as a typed error; any other error as it is. */
+function typedSetupFailure(err: unknown): unknown {
+  if (!(err instanceof CommandFailedError) || err instanceof StaleResetIndexError) return err;
+  const m = STALE_INDEX.exec(err.message);
+  return m?.[1] === undefined ? err : new StaleResetIndexError(err.node ?? '?', err.message, err.exitCode, Number(m[1]));
 }
 
 export async function writeResetFile(d: StepDeps, leader: PlannedNode, index: number, round: number): Promise<void> {
   await durableStep<null>(d.journal, {
-    step: 'leader.reset-file',
+    step: STEPS.resetFile.name,
     node: leader.name,
     round,
     probe: async () => ((await d.port.probeResetFile(leader.name)) === index ? { state: 'done', result: null } : { state: 'not-done' }),
@@ -148,7 +123,7 @@ export async function writeResetFile(d: StepDeps, leader: PlannedNode, index: nu
   });
 }
 
-export async function stopService(d: StepDeps, node: PlannedNode, step: 'leader.stop' | 'follower.stop', round: number): Promise<void> {
+export async function stopService(d: StepDeps, node: PlannedNode, step: typeof STEPS.leaderStop.name | typeof STEPS.followerStop.name, round: number): Promise<void> {
   await durableStep<null>(d.journal, {
     step,
     node: node.name,
@@ -159,10 +134,10 @@ export async function stopService(d: StepDeps, node: PlannedNode, step: 'leader.
       return null;
     },
   });
-  if (step === 'leader.stop') d.onDowntimeStart?.(d.now());
+  if (step === STEPS.leaderStop.name) d.onDowntimeStart?.(d.now());
 }
 
-export async function wipeNode(d: StepDeps, node: PlannedNode, step: 'leader.wipe' | 'follower.wipe', round: number): Promise<void> {
+export async function wipeNode(d: StepDeps, node: PlannedNode, step: typeof STEPS.leaderWipe.name | typeof STEPS.followerWipe.name, round: number): Promise<void> {
   // The backup is what makes the wipe safe: refuse to wipe a node whose backup is not verified.
   if (d.store.listBackups(d.runId, node.name).length === 0 && !(await d.port.probeBackup(node.name, d.runId))) {
     throw new NeedsOperatorError(`refusing to wipe ${node.name}: its backup for this run is missing or does not verify`, {
@@ -190,7 +165,7 @@ export async function wipeNode(d: StepDeps, node: PlannedNode, step: 'leader.wip
 export async function writeRaftRecovery(d: StepDeps, leader: PlannedNode, round: number): Promise<void> {
   const want = `${leader.bindAddress}:8300`;
   await durableStep<null>(d.journal, {
-    step: 'leader.raft-recovery',
+    step: STEPS.raftRecovery.name,
     node: leader.name,
     round,
     probe: async () => {
@@ -217,13 +192,15 @@ export async function setupLeader(d: StepDeps, leader: PlannedNode, round: numbe
     return { state: 'not-done' };
   };
   return durableStep<LeaderSetupResult>(d.journal, {
-    step: 'leader.setup',
+    step: STEPS.leaderSetup.name,
     node: leader.name,
     round,
     probeFirst: true,
     probe,
     apply: async () => {
-      await d.port.setupLeader(leader.name, leader.bindAddress, await d.secret());
+      await d.port.setupLeader(leader.name, leader.bindAddress, await d.secret()).catch((err: unknown) => {
+        throw typedSetupFailure(err);
+      });
       const p = await probe();
       if (p.state !== 'done') {
         throw new CommandFailedError(leader.name, `service-discover setup --first-instance on ${leader.name} reported success but left no new credentials or no running service`, 0);
@@ -266,7 +243,7 @@ function expectedType(kind: MeshKind): Member['type'] {
 }
 
 /** Read-only check that `node` is an alive member of the right type, as the leader sees it with the new token. */
-export async function verifyMember(d: StepDeps, leader: PlannedNode, node: PlannedNode, step: 'leader.verify' | 'follower.verify', round: number): Promise<void> {
+export async function verifyMember(d: StepDeps, leader: PlannedNode, node: PlannedNode, step: typeof STEPS.leaderVerify.name | typeof STEPS.followerVerify.name, round: number): Promise<void> {
   await durableStep<null>(d.journal, {
     step,
     node: node.name,
@@ -291,7 +268,7 @@ export async function verifyMember(d: StepDeps, leader: PlannedNode, node: Plann
 
 export async function copyCredentials(d: StepDeps, leader: PlannedNode, node: PlannedNode, sha256: string, round: number): Promise<void> {
   await durableStep<null>(d.journal, {
-    step: 'follower.copy-credentials',
+    step: STEPS.copyCredentials.name,
     node: node.name,
     round,
     probe: async () => ((await d.port.credentialsSha256(node.name)) === sha256 ? { state: 'done', result: null } : { state: 'not-done' }),
@@ -318,7 +295,7 @@ export async function setupFollower(d: StepDeps, leader: PlannedNode, node: Plan
     return m && m.status === 'alive' && m.type === expectedType(kind) ? { state: 'done', result: null } : { state: 'not-done' };
   };
   await durableStep<null>(d.journal, {
-    step: 'follower.setup',
+    step: STEPS.followerSetup.name,
     node: node.name,
     round,
     probeFirst: round > 1,
@@ -337,7 +314,7 @@ export interface FinalReport {
 
 export async function finalVerify(d: StepDeps, leader: PlannedNode, nodes: PlannedNode[], sha256: string): Promise<FinalReport> {
   return durableStep<FinalReport>(d.journal, {
-    step: 'final.verify',
+    step: STEPS.finalVerify.name,
     node: leader.name,
     probe: notDone,
     apply: async () => {
@@ -385,7 +362,7 @@ export async function revokeOldTokens(d: StepDeps, leader: PlannedNode): Promise
   const revoked: string[] = [];
   for (const t of old) {
     await durableStep<null>(d.journal, {
-      step: 'harden.revoke',
+      step: STEPS.revoke.name,
       node: `${leader.name}#${t.accessorId}`,
       probe: async () =>
         (await d.port.listTokens(leader.name, secret)).some((x) => x.accessorId === t.accessorId) ? { state: 'not-done' } : { state: 'done', result: null },

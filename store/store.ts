@@ -19,10 +19,12 @@ import type {
   NodeRow,
   ProbeResult,
   RunRow,
+  RunPatch,
   StepOutcome,
   Store,
   TransitionRow,
 } from './types.js';
+import { processAlive } from './process.js';
 
 export interface OpenStoreOptions {
   /** Open for reading only: no directory or file is created, no migration runs. */
@@ -208,15 +210,6 @@ function guardStoreErrors(store: SqliteStore, path: string): Store {
   return store;
 }
 
-/** Whether a process with this pid exists on this host (EPERM: it exists but belongs to someone else). */
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
-}
 
 function formatAge(ms: number): string {
   if (ms < 1_000) return 'just now';
@@ -623,7 +616,7 @@ class SqliteStore implements Store {
     if (res.changes === 0) throw new StoreError(`no run ${id} in ${this.path}`);
   }
 
-  countRecovery(id: string): number {
+  incrementRecoveries(id: string): number {
     const r = this.#q.countRecovery.get(this.#bind({ id, now: this.#now() }));
     if (r === undefined) throw new StoreError(`no run ${id} in ${this.path}`);
     return r.recoveries;
@@ -657,6 +650,18 @@ class SqliteStore implements Store {
           }),
         );
         this.#q.touchRun.run(this.#bind({ id: t.runId, now: at }));
+        return seq;
+      })
+      .immediate();
+  }
+
+  persistTransition(t: Omit<TransitionRow, 'seq' | 'at'> & { at?: number }, run: RunPatch, nodes: readonly NodeRow[]): number {
+    // One IMMEDIATE transaction (the calls inside nest as savepoints): a kill leaves all three or none.
+    return this.#db
+      .transaction(() => {
+        const seq = this.appendTransition(t);
+        this.updateRun(t.runId, run);
+        for (const n of nodes) this.upsertNode(n);
         return seq;
       })
       .immediate();

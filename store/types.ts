@@ -107,6 +107,9 @@ export interface LockRow {
   heartbeatAt: number;
 }
 
+/** The fields of a run a transition or a command may change. */
+export type RunPatch = Partial<Pick<RunRow, 'status' | 'state' | 'leader' | 'finishedAt' | 'downtimeStartedAt' | 'downtimeEndedAt' | 'error'>>;
+
 export interface Store {
   readonly path: string;
   close(): void;
@@ -117,18 +120,17 @@ export interface Store {
   listRuns(): RunRow[];
   /** Latest run whose status is not done/aborted, optionally for one cluster. */
   latestUnfinishedRun(cluster?: string): RunRow | null;
-  updateRun(
-    id: string,
-    patch: Partial<Pick<RunRow, 'status' | 'state' | 'leader' | 'finishedAt' | 'downtimeStartedAt' | 'downtimeEndedAt' | 'error'>>,
-  ): void;
-  /** Increments and returns recoveries. */
-  countRecovery(id: string): number;
+  updateRun(id: string, patch: RunPatch): void;
+  /** Adds one to the run's recoveries (a resume) and returns the new count. */
+  incrementRecoveries(id: string): number;
 
   upsertNode(node: NodeRow): void;
   listNodes(runId: string): NodeRow[];
 
   /** Appends a transition; seq is assigned (1, 2, …) per run. Synchronous, so order holds. */
   appendTransition(t: Omit<TransitionRow, 'seq' | 'at'> & { at?: number }): number;
+  /** A transition with the run row and node rows it changes, in one transaction; returns its seq. */
+  persistTransition(t: Omit<TransitionRow, 'seq' | 'at'> & { at?: number }, run: RunPatch, nodes: readonly NodeRow[]): number;
   lastTransition(runId: string): TransitionRow | null;
   listTransitions(runId: string, opts?: { withSnapshots?: boolean }): TransitionRow[];
   countTransitions(runId: string): number;

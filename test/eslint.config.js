@@ -13,6 +13,19 @@ export default tseslint.config(
     },
   },
   {
+    // No production function over 80 lines (blank lines and comments not counted); SQL migrations aside.
+    files: ['machines/**/*.ts', 'cli/**/*.ts', 'adapters/**/*.ts', 'store/**/*.ts', 'bench/**/*.ts'],
+    ignores: ['store/migrations/**'],
+    rules: { 'max-lines-per-function': ['error', { max: 80, skipBlankLines: true, skipComments: true, IIFEs: true }] },
+  },
+  {
+    // TEMPORARY: files whose split by concern is under way; their long functions go with that split
+    // (createCarbonioPort 277 lines; transport #run 97, its exec callback 85, #connectOne 88; the store's
+    // constructor 92, a table of prepared statements). Remove this block once they are split.
+    files: ['adapters/carbonio/port.ts', 'adapters/ssh/transport.ts', 'store/store.ts'],
+    rules: { 'max-lines-per-function': 'off' },
+  },
+  {
     files: ['**/*.js', '**/*.mjs'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } },
   },

@@ -410,11 +410,11 @@ export function parseManifest(text: string, dir: string, node?: string): BackupM
 export function parseBackup(output: string, dir: string, node?: string): { state: BackupState; manifest: BackupManifest | null } {
   const all = lines(output);
   const m = /^regen:backup (created|existing|verified|absent|corrupt)$/.exec(all[0] ?? '');
-  if (m === null) throw unexpected('backup', output, node);
+  if (m === null) throw unexpected('back up files', output, node);
   const state = m[1] as BackupState;
   const body = all.slice(1).join('\n');
   if (state === 'absent' || state === 'corrupt') {
-    if (body.trim() !== '') throw unexpected('backup', output, node);
+    if (body.trim() !== '') throw unexpected('back up files', output, node);
     return { state, manifest: null };
   }
   return { state, manifest: parseManifest(body, dir, node) };

@@ -51,6 +51,8 @@ export interface CarbonioPortOptions {
   log?: (line: string) => void;
   /** How a node's setup gets the secret: `setup-wizard` (default) or, for a version without it, `setup --password=` on a terminal. */
   setupPath?: (node: string) => 'wizard' | 'argv-on-terminal';
+  /** Aborting it closes the channel of the command in flight (a stopped machine stops its remote command). */
+  signal?: AbortSignal;
 }
 
 const DEFAULT_TIMEOUT_MS = 60_000;
@@ -96,7 +98,7 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
 
   async function run(node: string, what: string, command: string, execOpts: ExecOptions = {}): Promise<ExecResult> {
     const started = clock();
-    const res = await remote(node).exec(command, { timeoutMs, ...execOpts });
+    const res = await remote(node).exec(command, { timeoutMs, ...(opts.signal === undefined ? {} : { signal: opts.signal }), ...execOpts });
     log(`${node}: ${what} exited ${res.code} after ${clock() - started} ms`);
     return res;
   }
@@ -121,7 +123,7 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
           node,
           `${what} on ${node}: token could not be read from credentials (wrong secret?)${gpgSaid === '' ? '' : `: ${gpgSaid}`}`,
           res.code,
-          'check the mesh secret (--secret-file / --secret-env) against the leader’s credentials',
+          'check the mesh secret (--password-file FILE or REGEN_MESH_PASSWORD) against the leader’s credentials',
         );
       case 'no-token':
         return new CommandFailedError(node, `${what} on ${node}: the credentials decrypt but hold no consul-acl-secret.json SecretID`, res.code);
@@ -149,7 +151,7 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
     const what = wizard ? `service-discover setup-wizard${firstInstance ? ' --first-instance' : ''}` : `service-discover setup${firstInstance ? ' --first-instance' : ''}`;
     const started = clock();
     const redact = (text: string): string => text.split(secret.reveal()).join(MASK);
-    const res = await r.dialog(command, { steps, stepTimeoutMs: timeoutMs, finishTimeoutMs: setupTimeoutMs, redact });
+    const res = await r.dialog(command, { steps, stepTimeoutMs: timeoutMs, finishTimeoutMs: setupTimeoutMs, redact, ...(opts.signal === undefined ? {} : { signal: opts.signal }) });
     log(`${node}: ${what} on a terminal exited ${res.code} after ${clock() - started} ms (${res.answered}/${steps.length} prompts answered)`);
     if (res.code !== 0) {
       const merged = { code: res.code, stdout: '', stderr: res.transcript.replace(/\r/g, ''), durationMs: res.durationMs };
@@ -258,7 +260,7 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
     async backup(node: string, runId: string): Promise<BackupManifest> {
       const command = build(() => cmd.backup(runId));
       const dir = cmd.backupDir(runId);
-      const res = await run(node, 'backup', command);
+      const res = await run(node, 'back up files', command);
       if (res.code === 6) {
         const what = /regen:backup-failed (.*)/.exec(res.stderr)?.[1] ?? dir;
         throw new CommandFailedError(
@@ -274,7 +276,7 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
           hint: `look at ${dir} on ${node}; move it away to let regen take a fresh backup`,
         });
       }
-      if (res.code !== 0) throw failed(node, 'backup', res, 'nothing was removed');
+      if (res.code !== 0) throw failed(node, 'back up files', res, 'nothing was removed');
       const { state, manifest } = parseBackup(res.stdout, dir, node);
       if ((state !== 'created' && state !== 'existing') || manifest === null) throw new NeedsOperatorError(`backup on ${node}: unexpected state ${state}`, { node });
       return manifest;
@@ -400,6 +402,8 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
       open.clear();
       await Promise.allSettled(all.map((r) => r.close()));
     },
+
+    withSignal: (signal) => createCarbonioPort(remote, { ...opts, signal }),
   };
   return port;
 }

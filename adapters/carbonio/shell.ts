@@ -1,15 +1,7 @@
-/**
- * POSIX sh quoting. Everything regen puts on a command line goes through shq(), so a path, an address or an id
- * can never become shell syntax on the node.
- */
+/** The command-line helpers of the Carbonio commands; quoting is adapters/shell/quote.ts's. */
+import { shq } from '../shell/quote.js';
 
-const SAFE = /^[A-Za-z0-9_/.:=@%+,-]+$/;
-
-/** Quote one word for POSIX sh. */
-export function shq(word: string): string {
-  if (SAFE.test(word)) return word;
-  return `'${word.replace(/'/g, `'\\''`)}'`;
-}
+export { shq };
 
 /**
  * One command line that runs `script` with /bin/sh. The transport may prefix `sudo -n` and `timeout`, which take a

@@ -161,6 +161,37 @@ function splitHostPort(pattern: string): { host: string; port?: number } {
   return { host: pattern };
 }
 
+/** The `name=value` variables of one host line; null (an issue recorded) when one of them is malformed. */
+function hostVars(host: string, words: string[], lineNo: number, issues: InventoryIssue[]): Map<string, string> | null {
+  const vars = new Map<string, string>();
+  for (const w of words) {
+    const eq = w.indexOf('=');
+    if (eq <= 0) {
+      issues.push({ path: host, line: lineNo, problem: `expected key=value host variable, got ${JSON.stringify(w)}`, fix: 'write host variables as name=value (quote values that contain spaces)' });
+      return null;
+    }
+    vars.set(w.slice(0, eq), w.slice(eq + 1));
+  }
+  return vars;
+}
+
+type Section = { group: Group; type: 'hosts' | 'vars' | 'children' };
+
+/** The section a `[…]` header opens; null (with an issue) when the header is malformed. */
+function sectionOf(line: string, lineNo: number, issues: InventoryIssue[], group: (name: string) => Group): Section | null {
+  const m = HEADER_RE.exec(line);
+  if (m === null) {
+    issues.push({ path: '', line: lineNo, problem: `malformed section header ${JSON.stringify(line)}`, fix: 'write it as [group], [group:vars] or [group:children]' });
+    return null;
+  }
+  const type = m[2] ?? 'hosts';
+  if (type !== 'hosts' && type !== 'vars' && type !== 'children') {
+    issues.push({ path: '', line: lineNo, problem: `section [${m[1]}:${type}] has an unknown type "${type}"`, fix: 'use :vars or :children' });
+    return { group: group(`${m[1]}:${type}`), type: 'vars' };
+  }
+  return { group: group(m[1] as string), type };
+}
+
 export function parseAnsibleIni(text: string, file: string): ParsedAnsibleInventory {
   const issues: InventoryIssue[] = [];
   const groups = new Map<string, Group>();
@@ -176,25 +207,14 @@ export function parseAnsibleIni(text: string, file: string): ParsedAnsibleInvent
     return g;
   };
   group('all');
-  let section: { group: Group; type: 'hosts' | 'vars' | 'children' } = { group: group('ungrouped'), type: 'hosts' };
+  let section: Section = { group: group('ungrouped'), type: 'hosts' };
 
   text.split(/\r?\n/).forEach((raw, index) => {
     const lineNo = index + 1;
     const line = raw.trim();
     if (line === '' || line.startsWith('#') || line.startsWith(';')) return;
     if (line.startsWith('[')) {
-      const m = HEADER_RE.exec(line);
-      if (m === null) {
-        issues.push({ path: '', line: lineNo, problem: `malformed section header ${JSON.stringify(line)}`, fix: 'write it as [group], [group:vars] or [group:children]' });
-        return;
-      }
-      const type = m[2] ?? 'hosts';
-      if (type !== 'hosts' && type !== 'vars' && type !== 'children') {
-        issues.push({ path: '', line: lineNo, problem: `section [${m[1]}:${type}] has an unknown type "${type}"`, fix: 'use :vars or :children' });
-        section = { group: group(`${m[1]}:${type}`), type: 'vars' };
-        return;
-      }
-      section = { group: group(m[1] as string), type };
+      section = sectionOf(line, lineNo, issues, group) ?? section;
       return;
     }
     if (section.type === 'vars') {
@@ -220,15 +240,8 @@ export function parseAnsibleIni(text: string, file: string): ParsedAnsibleInvent
       group(first);
       return;
     }
-    const vars = new Map<string, string>();
-    for (const w of words.slice(1)) {
-      const eq = w.indexOf('=');
-      if (eq <= 0) {
-        issues.push({ path: first, line: lineNo, problem: `expected key=value host variable, got ${JSON.stringify(w)}`, fix: 'write host variables as name=value (quote values that contain spaces)' });
-        return;
-      }
-      vars.set(w.slice(0, eq), w.slice(eq + 1));
-    }
+    const vars = hostVars(first, words.slice(1), lineNo, issues);
+    if (vars === null) return;
     let names: string[];
     try {
       if (hosts.size + countHostPattern(first) > MAX_EXPANDED_HOSTS) throw new Error(`the inventory expands to more than ${MAX_EXPANDED_HOSTS} host names`);

@@ -92,6 +92,20 @@ export interface DialogChannel {
 }
 
 /** Drives the channel through the steps (see the file comment for the outcomes). */
+/** TERM, then close: closing the channel hangs up the terminal, which ends the command too. */
+function hangUp(channel: DialogChannel): void {
+  try {
+    channel.signal?.('TERM');
+  } catch {
+    // Best effort.
+  }
+  try {
+    channel.close();
+  } catch {
+    // Already gone.
+  }
+}
+
 export function driveDialog(channel: DialogChannel, node: string, what: string, o: DialogOptions, now: () => number = Date.now): Promise<DialogResult> {
   const started = now();
   return new Promise<DialogResult>((resolve, reject) => {
@@ -112,16 +126,7 @@ export function driveDialog(channel: DialogChannel, node: string, what: string, 
       if (settled) return;
       settled = true;
       clear();
-      try {
-        channel.signal?.('TERM');
-      } catch {
-        // Best effort: closing the channel hangs up the terminal, which ends the command too.
-      }
-      try {
-        channel.close();
-      } catch {
-        // Already gone.
-      }
+      hangUp(channel);
       const tail = transcript().slice(-400).replace(/\r/g, '');
       reject(new OutcomeUnknownError(node, `${why} during ${what} on ${node}; the step is probed. Terminal:\n${tail}`));
     };

@@ -220,6 +220,15 @@ export interface ResolveOptions {
   home?: string;
 }
 
+/** IdentityAgent: none, an environment variable (SSH_AUTH_SOCK or $NAME), or a path with %-tokens; undefined if unset. */
+function identityAgentOf(agent: string | undefined, tokens: (s: string) => string): string | null | undefined {
+  if (agent === undefined) return undefined;
+  if (agent.toLowerCase() === 'none') return null;
+  if (agent === 'SSH_AUTH_SOCK') return process.env['SSH_AUTH_SOCK'] ?? null;
+  if (agent.startsWith('$')) return process.env[agent.slice(1)] ?? null;
+  return tokens(agent);
+}
+
 /**
  * The effective options for `alias`, as `ssh -G alias` would compute them from this config (within the
  * keywords listed above). HostName's %h is the alias; `Match host` sees the HostName set so far.
@@ -270,13 +279,7 @@ export function resolveHost(config: SshConfig, alias: string, opts: ResolveOptio
       }
     });
 
-  const agent = get('identityagent');
-  let identityAgent: string | null | undefined;
-  if (agent === undefined) identityAgent = undefined;
-  else if (agent.toLowerCase() === 'none') identityAgent = null;
-  else if (agent === 'SSH_AUTH_SOCK') identityAgent = process.env['SSH_AUTH_SOCK'] ?? null;
-  else if (agent.startsWith('$')) identityAgent = process.env[agent.slice(1)] ?? null;
-  else identityAgent = tokens(agent);
+  const identityAgent = identityAgentOf(get('identityagent'), tokens);
 
   for (const f of first.get('userknownhostsfile') ?? []) {
     if (f.toLowerCase() !== 'none') knownHostsFiles.push(tokens(f));

@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { AnyAuthMethod, AuthHandlerMiddleware, AuthenticationType, ClientChannel, ConnectConfig, ParsedKey, ServerHostKeyAlgorithm } from 'ssh2';
-import { NodeUnreachableError, OutcomeUnknownError, RegenError } from '../../machines/errors.js';
+import { shq } from '../shell/quote.js';
+import { HostKeyRefusedError, NodeUnreachableError, OutcomeUnknownError, PrivilegeError, RegenError } from '../../machines/errors.js';
 import type { InventoryNode } from '../../machines/port.js';
 import type { Secret } from '../secrets/secret.js';
 import {
@@ -208,11 +209,7 @@ function hostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
-/** Quote for a POSIX shell: single quotes, with embedded ones closed, escaped and reopened. */
-export function shq(s: string): string {
-  if (s !== '' && /^[A-Za-z0-9_@%+=:,./-]+$/.test(s)) return s;
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
+export { shq };
 
 /**
  * The command as the node runs it: under `timeout` so it dies there even if regen is gone, and through
@@ -314,6 +311,8 @@ class ConnectFailure extends Error {
     message: string,
     readonly hint: string,
     readonly retry: boolean,
+    /** The node answered with a host key regen must not trust: a preflight problem, not an unreachable node. */
+    readonly untrusted = false,
   ) {
     super(message);
   }
@@ -601,7 +600,7 @@ export class SshTransport implements Remote {
           if (user !== 'root' && (opts.root ?? true) && code === 1 && /^sudo: (a password is required|a terminal is required)/m.test(errText)) {
             audit(code, '', errText, 'unreachable');
             reject(
-              new NodeUnreachableError(
+              new PrivilegeError(
                 node,
                 `user ${user ?? '?'} on node ${node} needs passwordless sudo for regen (or log in as root)`,
                 `add "${user ?? 'USER'} ALL=(root) NOPASSWD: ALL" to a file in /etc/sudoers.d on ${node}, or set the inventory's sshUser / ssh_config User to root`,
@@ -611,7 +610,7 @@ export class SshTransport implements Remote {
           }
           if (user !== 'root' && (opts.root ?? true) && code === 127 && /sudo: (command )?not found/.test(errText)) {
             audit(code, '', errText, 'unreachable');
-            reject(new NodeUnreachableError(node, `sudo is not installed on ${node} and user ${user ?? '?'} is not root`, `install sudo on ${node} or log in as root`));
+            reject(new PrivilegeError(node, `sudo is not installed on ${node} and user ${user ?? '?'} is not root`, `install sudo on ${node} or log in as root`));
             return;
           }
           const text = stdout();
@@ -672,6 +671,7 @@ export class SshTransport implements Remote {
       }
     }
     if (last === undefined) throw new RegenError('aborted', `connecting to ${this.node} aborted`, { node: this.node });
+    if (last.untrusted) throw new HostKeyRefusedError(this.node, last.message, last.hint);
     throw new NodeUnreachableError(this.node, last.message, last.hint);
   }
 
@@ -883,7 +883,7 @@ export class SshTransport implements Remote {
     timeoutMs: number,
     tried: string[],
   ): ConnectFailure {
-    if (verdict !== undefined && !verdict.ok) return new ConnectFailure(verdict.message, verdict.hint, false);
+    if (verdict !== undefined && !verdict.ok) return new ConnectFailure(verdict.message, verdict.hint, false, true);
     if (timedOut) {
       return new ConnectFailure(
         `cannot reach ${where}: no SSH session within ${Math.round(timeoutMs / 1000)} s`,

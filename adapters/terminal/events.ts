@@ -1,90 +1,12 @@
 /**
- * Progress events: what the runner tells the operator's terminal (plain or live) and `--json` consumers.
- * The JSON Schema in events.schema.json is the published contract; validateEvent() checks an event against it.
+ * Progress events (their types are machines/events.ts): what the runner tells the operator's terminal (plain or
+ * live) and `--json` consumers. The JSON Schema in events.schema.json is the published contract; validateEvent() checks an event against it.
  * Times are milliseconds since the epoch, like the store's.
  */
-import type { ErrorRecord } from '../../machines/errors.js';
-import type { RunStatus, StepOutcome } from '../../store/types.js';
 import schema from './events.schema.json' with { type: 'json' };
 
-export interface RunStartedEvent {
-  type: 'run.started';
-  runId: string;
-  cluster: string;
-  /** Inventory node names, in inventory order. */
-  nodes: string[];
-  at: number;
-}
-
-export interface StepStartedEvent {
-  type: 'step.started';
-  runId: string;
-  step: string;
-  node: string;
-  attempt: number;
-  at: number;
-  /** The first command the step runs, already free of secrets. */
-  command?: string;
-}
-
-/** A further command inside a running step (a step such as the backup runs several). */
-export interface StepCommandEvent {
-  type: 'step.command';
-  runId: string;
-  step: string;
-  node: string;
-  command: string;
-  at: number;
-}
-
-export interface StepFinishedEvent {
-  type: 'step.finished';
-  runId: string;
-  step: string;
-  node: string;
-  attempt: number;
-  at: number;
-  durationMs: number;
-  outcome: StepOutcome;
-  error?: ErrorRecord;
-}
-
-export interface RunStateEvent {
-  type: 'run.state';
-  /** Machine state value as a string, e.g. "leader.setup". */
-  state: string;
-  runId?: string;
-  at?: number;
-  /** Once known: the recorded leader (the live view lists it first). */
-  leader?: string;
-  /** Once the leader's service stopped: start of the mesh downtime. */
-  downtimeStartedAt?: number;
-}
-
-export interface RunFinishedEvent {
-  type: 'run.finished';
-  runId: string;
-  status: Exclude<RunStatus, 'running'>;
-  at: number;
-  downtimeMs?: number;
-}
-
-export interface WarningEvent {
-  type: 'warning';
-  message: string;
-  node?: string;
-  runId?: string;
-  at?: number;
-}
-
-export type ProgressEvent =
-  | RunStartedEvent
-  | StepStartedEvent
-  | StepCommandEvent
-  | StepFinishedEvent
-  | RunStateEvent
-  | RunFinishedEvent
-  | WarningEvent;
+export type { RunStartedEvent, StepStartedEvent, StepCommandEvent, StepFinishedEvent, RunStateEvent, RunFinishedEvent, WarningEvent, ProgressEvent } from '../../machines/events.js';
+import type { ProgressEvent } from '../../machines/events.js';
 
 export const EVENT_TYPES = ['run.started', 'step.started', 'step.command', 'step.finished', 'run.state', 'run.finished', 'warning'] as const;
 

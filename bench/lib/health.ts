@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import Database from 'better-sqlite3';
+import { stepsForRole } from '../../machines/catalogue.js';
 import { sshExec, type Lab } from '../../test/lab/lab.js';
 
 /** The files the seeds' wipe can remove (and regen backs up), listed independently of regen's code. */
@@ -110,11 +111,63 @@ interface BackupLite {
   sha256: string;
 }
 
-/** Per node, the steps a finished run must have journaled as done (or skipped: the probe found them done). */
-function requiredSteps(node: string, leader: string, nodes: number): string[] {
-  if (node === leader) return ['backup', 'leader.reset-index', 'leader.reset-file', 'leader.stop', 'leader.wipe', 'leader.setup', 'leader.verify', 'final.verify'];
-  void nodes;
-  return ['backup', 'follower.copy-credentials', 'follower.stop', 'follower.wipe', 'follower.setup', 'follower.verify'];
+/** Per node, the steps a finished run must have journaled as done (or skipped: the probe found them done), from the catalogue. */
+function requiredSteps(node: string, leader: string, lab: Lab): string[] {
+  const shape = { meshServers: lab.nodes.filter((n) => n.kind === 'server').length, revoke: false };
+  return stepsForRole(node === leader ? 'leader' : 'follower', shape)
+    .filter((e) => e.chain !== 'harden')
+    .map((e) => e.name);
+}
+
+/** Backups: nothing that existed before the run is lost (database, manifest and copies agree with the originals). */
+async function backupProblems(lab: Lab, runId: string, backups: BackupLite[], before: FileSnapshot): Promise<string[]> {
+  const problems: string[] = [];
+  await Promise.all(
+    lab.nodes.map(async (n) => {
+      const recorded = backups.filter((b) => b.node === n.name);
+      const had = before[n.name] ?? {};
+      const dir = `/var/backups/regen/${runId}`;
+      const r = await sshExec(lab, n.name, `cat ${dir}/manifest 2>/dev/null; echo '--copies--'; cd ${dir} 2>/dev/null && find . -type f ! -name manifest -print0 | xargs -0 -r sha256sum`);
+      const [manifestText = '', copiesText = ''] = r.stdout.split('--copies--\n');
+      const manifest = manifestText.split('\n').slice(1).filter((l) => l.trim());
+      const copies: Record<string, string> = {};
+      for (const [p, s] of Object.entries(parseSha256sum(copiesText))) copies[p.replace(/^\.\//, '/')] = s;
+      if (!manifestText.startsWith('regen-backup-manifest')) problems.push(`${n.name}: no backup manifest in ${dir}`);
+      for (const [file, sha] of Object.entries(had)) {
+        const rec = recorded.find((b) => b.path === file);
+        if (!rec) problems.push(`${n.name}: ${file} existed before the run but the database records no backup of it`);
+        // The password file is recorded without a hash ('-'): its copy is still compared with the original.
+        const recordedSha = file === PASSWORD_PATH ? '-' : sha;
+        if (rec && rec.sha256 !== recordedSha) problems.push(`${n.name}: backup of ${file} recorded with sha256 ${rec.sha256.slice(0, 12)}…, expected ${recordedSha.slice(0, 12)}…`);
+        if (copies[file] !== sha) problems.push(`${n.name}: the backup copy of ${file} in ${dir} ${copies[file] === undefined ? 'is missing' : 'differs from the original'}`);
+        if (!manifest.some((l) => l.startsWith(`${file} ${recordedSha} `))) problems.push(`${n.name}: ${file} missing from the backup manifest or with another checksum`);
+      }
+      for (const b of recorded) if (had[b.path] === undefined) problems.push(`${n.name}: the database records a backup of ${b.path}, which did not exist before the run`);
+    }),
+  );
+  return problems;
+}
+
+/** Journal: every intent has its outcome; every step of every node ended done (or skipped after its probe), once. */
+function journalProblems(lab: Lab, leader: string, journal: JournalLite[]): string[] {
+  const problems: string[] = [];
+  const open = journal.filter((r) => r.outcome === null);
+  for (const r of open) problems.push(`journal: ${r.step} on ${r.node} (round ${r.attempt}) has an intent and no outcome`);
+  for (const n of lab.nodes) {
+    for (const step of requiredSteps(n.name, leader, lab)) {
+      if (!journal.some((r) => r.step === step && r.node === n.name && (r.outcome === 'done' || r.outcome === 'skipped'))) {
+        problems.push(`journal: ${step} on ${n.name} never ended done`);
+      }
+    }
+  }
+  const doneTwice = new Map<string, number>();
+  for (const r of journal) {
+    if (r.outcome !== 'done') continue;
+    const key = `${r.step}|${r.node}|${r.attempt}`;
+    doneTwice.set(key, (doneTwice.get(key) ?? 0) + 1);
+  }
+  for (const [key, count] of doneTwice) if (count > 1) problems.push(`journal: ${key.replace(/\|/g, ' ')} done ${count} times`);
+  return problems;
 }
 
 /**
@@ -178,48 +231,8 @@ export async function checkHealth(lab: Lab, dbPath: string, newSecret: string, b
   }
   for (const n of lab.nodes) if (shas[n.name] !== leaderSha) problems.push(`${n.name}: credentials differ from the leader's`);
 
-  // Backups: nothing that existed before the run is lost.
-  await Promise.all(
-    lab.nodes.map(async (n) => {
-      const recorded = backups.filter((b) => b.node === n.name);
-      const had = before[n.name] ?? {};
-      const dir = `/var/backups/regen/${run.id}`;
-      const r = await sshExec(lab, n.name, `cat ${dir}/manifest 2>/dev/null; echo '--copies--'; cd ${dir} 2>/dev/null && find . -type f ! -name manifest -print0 | xargs -0 -r sha256sum`);
-      const [manifestText = '', copiesText = ''] = r.stdout.split('--copies--\n');
-      const manifest = manifestText.split('\n').slice(1).filter((l) => l.trim());
-      const copies: Record<string, string> = {};
-      for (const [p, s] of Object.entries(parseSha256sum(copiesText))) copies[p.replace(/^\.\//, '/')] = s;
-      if (!manifestText.startsWith('regen-backup-manifest')) problems.push(`${n.name}: no backup manifest in ${dir}`);
-      for (const [file, sha] of Object.entries(had)) {
-        const rec = recorded.find((b) => b.path === file);
-        if (!rec) problems.push(`${n.name}: ${file} existed before the run but the database records no backup of it`);
-        // The password file is recorded without a hash ('-'): its copy is still compared with the original.
-        const recordedSha = file === PASSWORD_PATH ? '-' : sha;
-        if (rec && rec.sha256 !== recordedSha) problems.push(`${n.name}: backup of ${file} recorded with sha256 ${rec.sha256.slice(0, 12)}…, expected ${recordedSha.slice(0, 12)}…`);
-        if (copies[file] !== sha) problems.push(`${n.name}: the backup copy of ${file} in ${dir} ${copies[file] === undefined ? 'is missing' : 'differs from the original'}`);
-        if (!manifest.some((l) => l.startsWith(`${file} ${recordedSha} `))) problems.push(`${n.name}: ${file} missing from the backup manifest or with another checksum`);
-      }
-      for (const b of recorded) if (had[b.path] === undefined) problems.push(`${n.name}: the database records a backup of ${b.path}, which did not exist before the run`);
-    }),
-  );
-
-  // Journal: every intent has its outcome; every step of every node ended done (or skipped after its probe).
-  const open = journal.filter((r) => r.outcome === null);
-  for (const r of open) problems.push(`journal: ${r.step} on ${r.node} (round ${r.attempt}) has an intent and no outcome`);
-  for (const n of lab.nodes) {
-    for (const step of requiredSteps(n.name, leader, lab.nodes.length)) {
-      if (!journal.some((r) => r.step === step && r.node === n.name && (r.outcome === 'done' || r.outcome === 'skipped'))) {
-        problems.push(`journal: ${step} on ${n.name} never ended done`);
-      }
-    }
-  }
-  const doneTwice = new Map<string, number>();
-  for (const r of journal) {
-    if (r.outcome !== 'done') continue;
-    const key = `${r.step}|${r.node}|${r.attempt}`;
-    doneTwice.set(key, (doneTwice.get(key) ?? 0) + 1);
-  }
-  for (const [key, count] of doneTwice) if (count > 1) problems.push(`journal: ${key.replace(/\|/g, ' ')} done ${count} times`);
+  problems.push(...(await backupProblems(lab, run.id, backups, before)));
+  problems.push(...journalProblems(lab, leader, journal));
   return report();
 }
 

@@ -2,6 +2,7 @@
  * The figures of the benchmark, as pure functions: the injected latencies, the critical path they imply, the
  * ratios between peers of one run, and the markdown report. Nothing here touches a lab.
  */
+import { STEPS, type ChainKey } from '../../machines/catalogue.js';
 
 /** Latency injected into the lab's simulated commands (lab fault `latency NODE KEY MS`), on every node. */
 export interface LatencyProfile {
@@ -42,19 +43,25 @@ export interface SeedStep {
   readonly latencyKey: string | null;
 }
 
+/** A seed step that is also a step of regen's catalogue: its name, chain and downtime are the catalogue's. */
+function seedStep(key: ChainKey<'leader' | 'follower'>, latencyKey: string | null): SeedStep {
+  const e = STEPS[key];
+  return { id: e.name, on: e.chain, downtime: e.downtime, latencyKey };
+}
+
 /** The runbook's remote commands: what any peer must at least do. Verifications are optional in the runbook. */
 export const SEED_STEPS: readonly SeedStep[] = [
   { id: 'leader.servers', on: 'leader', downtime: false, latencyKey: 'carbonio prov' },
   { id: 'leader.status-leader', on: 'leader', downtime: false, latencyKey: null },
-  { id: 'leader.reset-index', on: 'leader', downtime: false, latencyKey: 'consul' },
-  { id: 'leader.reset-file', on: 'leader', downtime: false, latencyKey: null },
-  { id: 'leader.stop', on: 'leader', downtime: true, latencyKey: 'systemctl stop' },
-  { id: 'leader.wipe', on: 'leader', downtime: true, latencyKey: null },
-  { id: 'leader.setup', on: 'leader', downtime: true, latencyKey: 'service-discover setup' },
-  { id: 'follower.copy-credentials', on: 'follower', downtime: true, latencyKey: null },
-  { id: 'follower.stop', on: 'follower', downtime: true, latencyKey: 'systemctl stop' },
-  { id: 'follower.wipe', on: 'follower', downtime: true, latencyKey: null },
-  { id: 'follower.setup', on: 'follower', downtime: true, latencyKey: 'service-discover setup' },
+  seedStep('resetIndex', 'consul'),
+  seedStep('resetFile', null),
+  seedStep('leaderStop', 'systemctl stop'),
+  seedStep('leaderWipe', null),
+  seedStep('leaderSetup', 'service-discover setup'),
+  seedStep('copyCredentials', null),
+  seedStep('followerStop', 'systemctl stop'),
+  seedStep('followerWipe', null),
+  seedStep('followerSetup', 'service-discover setup'),
 ];
 
 export function injectedMs(step: SeedStep, profile: LatencyProfile): number {

@@ -5,8 +5,10 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { labDown, labFault, labUp, nodeExec, pidAlive, shq } from '../../test/lab/lab.js';
+import { shq } from '../../adapters/shell/quote.js';
+import { labDown, labFault, labUp, nodeExec, pidAlive } from '../../test/lab/lab.js';
 import type { Lab, LabNode } from '../../test/lab/lab.js';
+import { STEPS } from '../../machines/catalogue.js';
 import type { LatencyProfile } from './perf-figures.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -235,16 +237,16 @@ export async function measureBaseCosts(lab: Lab, rounds: number, secretFile: str
     const r = await timeIn(lab, leader.name, 'consul acl bootstrap');
     const index = /reset index: (\d+)/.exec(r.out)?.[1];
     if (index === undefined) throw new Error(`base cost: no reset index in ${r.out.trim().slice(0, 300)}`);
-    note('leader.reset-index', r.ms);
-    await step('leader.reset-file', leader.name, `sudo -u service-discover bash -c "echo ${index} > /var/lib/service-discover/data/acl-bootstrap-reset"`);
-    await step('leader.stop', leader.name, 'systemctl stop service-discover');
-    await step('leader.wipe', leader.name, wipe);
-    await step('leader.setup', leader.name, `service-discover setup ${leader.ip} --first-instance --password=${shq(secret)}`);
+    note(STEPS.resetIndex.name, r.ms);
+    await step(STEPS.resetFile.name, leader.name, `sudo -u service-discover bash -c "echo ${index} > /var/lib/service-discover/data/acl-bootstrap-reset"`);
+    await step(STEPS.leaderStop.name, leader.name, 'systemctl stop service-discover');
+    await step(STEPS.leaderWipe.name, leader.name, wipe);
+    await step(STEPS.leaderSetup.name, leader.name, `service-discover setup ${leader.ip} --first-instance --password=${shq(secret)}`);
     const creds = await nodeExec(lab, leader.name, ['cat', `${SD}/cluster-credentials.tar.gpg`]);
-    await step('follower.copy-credentials', follower.name, `cat > ${SD}/cluster-credentials.tar.gpg`, creds.stdout);
-    await step('follower.stop', follower.name, 'systemctl stop service-discover');
-    await step('follower.wipe', follower.name, wipe);
-    await step('follower.setup', follower.name, `service-discover setup ${follower.ip} --password=${shq(secret)}`);
+    await step(STEPS.copyCredentials.name, follower.name, `cat > ${SD}/cluster-credentials.tar.gpg`, creds.stdout);
+    await step(STEPS.followerStop.name, follower.name, 'systemctl stop service-discover');
+    await step(STEPS.followerWipe.name, follower.name, wipe);
+    await step(STEPS.followerSetup.name, follower.name, `service-discover setup ${follower.ip} --password=${shq(secret)}`);
     await sleep(100);
   }
   return best;

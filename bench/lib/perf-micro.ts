@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
+import { STEPS } from '../../machines/catalogue.js';
 import { openStore } from '../../store/store.js';
 import type { Lab } from '../../test/lab/lab.js';
 import { median, percentile } from './perf-figures.js';
@@ -57,7 +58,7 @@ export function checkpointCost(dir: string, snapshot: string, samples: number): 
     for (let i = 0; i < samples + 50; i++) {
       const t0 = process.hrtime.bigint();
       store.appendTransition({ runId, fromState: 'followers', event: 'xstate.done.actor.0', toState: 'followers', snapshot, machineVersion: 'bench' });
-      store.beginStep({ runId, step: 'follower.setup', node: `node${i}`, attempt: 1 });
+      store.beginStep({ runId, step: STEPS.followerSetup.name, node: `node${i}`, attempt: 1 });
       const us = Number(process.hrtime.bigint() - t0) / 1000;
       // The first commits grow the file and the WAL: not what a running step pays.
       if (i >= 50) times.push(us);

@@ -13,8 +13,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
+import { stepEntry } from '../../machines/catalogue.js';
 import { labDown, labFault, labUp, sshExec, type Lab } from '../../test/lab/lab.js';
 import { checkHealth, snapshotFiles, type HealthReport } from './health.js';
+import { countPoints, countsLine, loopsOnNeedsOperator, type SweepCounts } from './sweep-count.js';
 import { resumeArgs, runRegen, startArgs, writeSecretFile, type RegenEvent, type RegenOutcome } from './regen-process.js';
 
 export interface Topology {
@@ -31,17 +33,10 @@ export const TOPOLOGIES: Record<string, Topology> = {
   '3+2': { name: '3+2', nodes: 5, servers: 3, parallel: 4 },
 };
 
-/** Which simulated command a remote step runs, as the lab's latency fault names it. */
-const LATENCY_KEY: Record<string, string> = {
-  'leader.reset-index': 'consul acl bootstrap',
-  'leader.stop': 'systemctl stop',
-  'follower.stop': 'systemctl stop',
-  'leader.setup': 'service-discover setup',
-  'follower.setup': 'service-discover setup',
-  'leader.verify': 'consul members',
-  'follower.verify': 'consul members',
-  'final.verify': 'consul members',
-};
+/** Which simulated command a remote step runs, as the lab's latency fault names it: the catalogue's program. */
+function latencyKey(step: string): string | undefined {
+  return stepEntry(step)?.program ?? undefined;
+}
 export const INSIDE_LATENCY_MS = 1500;
 
 export type KillPoint =
@@ -60,6 +55,10 @@ export interface PointResult {
   resumeExitCodes: number[];
   /** A resume that was itself killed (the sweep kills some resumes too). */
   resumeKills: number;
+  /** Per resume, whether the sweep killed it. */
+  resumeKilled: boolean[];
+  /** Two resumes in a row exited 5: the sweep stopped resuming (see sweep-count.ts). */
+  looping: boolean;
   healthy: boolean;
   problems: string[];
   journal: Record<string, number>;
@@ -117,7 +116,7 @@ export function killPoints(base: Baseline): KillPoint[] {
   const seen = new Set<string>();
   for (const e of base.events) {
     if (e.type !== 'step.started' || !e.step || !e.node) continue;
-    const key = LATENCY_KEY[e.step];
+    const key = latencyKey(e.step);
     if (key === undefined || seen.has(`${e.step}|${e.node}`)) continue;
     seen.add(`${e.step}|${e.node}`);
     points.push({ kind: 'inside', step: e.step, node: e.node, key, when: 'early', delayMs: 400, label: `inside ${e.step} ${short(e.node)} (waiting)` });
@@ -201,6 +200,8 @@ export async function runPoint(
     resumes: 0,
     resumeExitCodes: [],
     resumeKills: 0,
+    resumeKilled: [],
+    looping: false,
     healthy: false,
     problems: [],
     journal: {},
@@ -235,12 +236,19 @@ export async function runPoint(
       });
       result.resumes++;
       if (r.killed) result.resumeKills++;
+      result.resumeKilled.push(r.killed);
       result.resumeExitCodes.push(r.code ?? -1);
       code = r.code;
       if (r.code !== 0 && !r.killed) log(`    resume ${i + 1} exited ${r.code}: ${lastLines(r.stderr)}`);
+      if (loopsOnNeedsOperator(result.resumeExitCodes, result.resumeKilled)) {
+        result.looping = true;
+        log(`    resumes ${i} and ${i + 1} both exited 5: the same question again; stopped resuming`);
+        break;
+      }
     }
     const health = await checkHealth(lab, db, secret, before);
     if (code !== 0 && runStatus(db) !== 'done') health.problems.unshift(`still not done after ${result.resumes} resumes (last exit ${code})`);
+    if (result.looping) health.problems.unshift(`resumes loop on exit 5 (needs an operator): ${result.resumeExitCodes.join(', ')}`);
     result.healthy = health.problems.length === 0;
     result.problems = health.problems;
     result.journal = health.journal;
@@ -295,6 +303,8 @@ export interface SweepResult {
   baselineProblems: string[];
   pointsAvailable: number;
   tried: number;
+  /** Points where regen was really killed, of them inside a step, healthy at the end, looping on exit 5. */
+  counts: SweepCounts;
   healthy: number;
   msPerPoint: number;
   points: PointResult[];
@@ -313,12 +323,14 @@ export async function sweep(root: string, topo: Topology, opts: { sample?: numbe
       const r = await runPoint(root, topo, p, i, log);
       points.push(r);
       log(
-        `  [${i + 1}/${chosen.length}] ${p.label}: ${r.healthy ? 'healthy' : 'NOT HEALTHY'}; ${r.resumes} resume(s)${r.resumeKills ? ` (${r.resumeKills} killed)` : ''}, open intents at kill ${r.openIntentsAtKill}${r.effectAfterKill === undefined ? '' : `, effect after kill ${r.effectAfterKill ? 'present' : 'absent'}`}, ${r.ms} ms`,
+        `  [${i + 1}/${chosen.length}] ${p.label}: ${r.killed ? `killed${r.openIntentsAtKill > 0 ? ' inside a step' : ''}` : 'NOT KILLED (the run ended first)'}, ${r.healthy ? 'healthy' : 'NOT HEALTHY'}; ${r.resumes} resume(s)${r.resumeKills ? ` (${r.resumeKills} killed)` : ''}, open intents at kill ${r.openIntentsAtKill}${r.effectAfterKill === undefined ? '' : `, effect after kill ${r.effectAfterKill ? 'present' : 'absent'}`}, ${r.ms} ms`,
       );
       for (const pr of r.problems.slice(0, 8)) log(`      ${pr}`);
     }
   }
   const tried = points.length;
+  const counts = countPoints(points);
+  log(`topology ${topo.name}: ${countsLine(counts)}`);
   return {
     topology: topo.name,
     nodes: topo.nodes,
@@ -329,7 +341,8 @@ export async function sweep(root: string, topo: Topology, opts: { sample?: numbe
     baselineProblems: base.health.problems,
     pointsAvailable: all.length,
     tried,
-    healthy: points.filter((p) => p.healthy).length,
+    counts,
+    healthy: counts.healthy,
     msPerPoint: tried ? Math.round(points.reduce((s, p) => s + p.ms, 0) / tried) : 0,
     points,
   };

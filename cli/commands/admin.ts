@@ -2,6 +2,7 @@
  * regen unlock / regen abort: the explicit operator actions on the database. Neither touches a node.
  */
 import { UsageError } from '../../machines/errors.js';
+import { processAlive } from '../../store/process.js';
 import { abortRun } from '../../machines/runner.js';
 import type { Io } from '../io.js';
 import { makeNodePort, openRegenStore } from '../wiring.js';
@@ -18,13 +19,7 @@ export async function unlock(o: { db: string | undefined; cluster: string; inven
       io.err(`regen: cluster ${o.cluster} has no lock; nothing to do\n`);
       return EXIT.ok;
     }
-    let alive = false;
-    try {
-      process.kill(lock.pid, 0);
-      alive = true;
-    } catch {
-      alive = false;
-    }
+    const alive = processAlive(lock.pid);
     const { hostname } = await import('node:os');
     if (alive && lock.host === hostname() && lock.pid !== process.pid) {
       throw new UsageError(

@@ -2,6 +2,8 @@
  * regen resume [RUN]: continue a run from its last persisted transition. Interrupted steps are probed on their
  * node, never blindly repeated; the leader and every node-bound step stay on the node recorded at the time.
  */
+import { existsSync } from 'node:fs';
+import { STEPS } from '../../machines/catalogue.js';
 import { UsageError } from '../../machines/errors.js';
 import type { Inventory } from '../../machines/port.js';
 import { resumeRun, type RunDeps } from '../../machines/runner.js';
@@ -23,6 +25,12 @@ export interface ResumeOptions extends ConnectOptions {
 }
 
 export async function resume(o: ResumeOptions, io: Io): Promise<number> {
+  // Nothing to resume must not create a database as a side effect.
+  const { defaultDbPath } = await import('../../store/store.js');
+  const path = o.db ?? defaultDbPath(io.env);
+  if (path !== ':memory:' && !existsSync(path)) {
+    throw new UsageError(`no run to resume: there is no database at ${path}`, 'regen start begins a run; --db or $REGEN_DB select another database');
+  }
   const store = await openRegenStore(o.db, io.env);
   try {
     if (o.fromCluster) o = { ...o, run: await (await import('../from-cluster.js')).importFromCluster({ ...o, inventory: o.fromCluster.inventory }, store, io) };
@@ -31,7 +39,7 @@ export async function resume(o: ResumeOptions, io: Io): Promise<number> {
       throw new UsageError(o.run ? `no run ${o.run} in ${store.path}` : `no unfinished run in ${store.path}`, 'regen runs lists the runs; --db selects another database');
     }
     // Once the leader is set up, the secret can be read back from it; before that it must be given again.
-    const leaderSetUp = store.journal(run.id, { step: 'leader.setup' }).some((r) => r.outcome === 'done' || r.outcome === 'skipped');
+    const leaderSetUp = store.journal(run.id, { step: STEPS.leaderSetup.name }).some((r) => r.outcome === 'done' || r.outcome === 'skipped');
     const secret = await obtainSecret({ passwordFile: o.passwordFile, generate: false, io: { ...io, stdinIsTTY: leaderSetUp ? false : io.stdinIsTTY }, required: false, newSecret: false });
     if (!secret && !leaderSetUp && pastConfirmation(store, run.id)) {
       throw new UsageError(

@@ -110,7 +110,9 @@ async function plan(o: StartOptions, io: Io, inventory: Inventory, options: RunO
     else io.out(`${renderPlan(context, { color: io.isTTY, verbose: o.verbose ?? false, problems })}mesh secret source: ${secretSource}\n`);
     if (problems.length === 0) return EXIT.ok;
     io.err(`regen: the plan found ${problems.length} problem(s); regen start refuses until they are fixed (nothing was changed)\n`);
-    return problems.some((p) => p.kind === 'unreachable') ? EXIT.unreachable : exitCodeForKind(problems[0]?.kind ?? 'preflight');
+    // As regen start would exit: an unreachable node first, then anything broken, else the operator's question.
+    const kind = (['unreachable', 'preflight'] as const).find((k) => problems.some((p) => p.kind === k)) ?? problems[0]?.kind ?? 'preflight';
+    return exitCodeForKind(kind);
   } finally {
     await port.close();
     if (!o.store) store.close();

@@ -1,8 +1,11 @@
 /**
  * regen status / runs / log: read-only views of the database. They never connect to a node and never take the lock.
  */
+import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { applies, CATALOGUE, columnsForRole, statusColumns, stepEntry } from '../../machines/catalogue.js';
 import { UsageError } from '../../machines/errors.js';
+import { processAlive } from '../../store/process.js';
 import type { JournalRow, RunRow, Store } from '../../store/types.js';
 import type { CellState, StatusView } from '../../adapters/terminal/index.js';
 import type { Io } from '../io.js';
@@ -10,31 +13,33 @@ import { EXIT } from '../exit-codes.js';
 import { sharedRedactor } from '../wiring.js';
 import { jsonSafe } from '../../adapters/terminal/sanitize.js';
 
-/** Matrix columns: a step name without its leader./follower. prefix. */
-export const STATUS_COLUMNS = ['backup', 'reset-index', 'reset-file', 'copy-credentials', 'stop', 'wipe', 'raft-recovery', 'setup', 'verify', 'final'] as const;
-const LEADER_COLUMNS = new Set(['backup', 'reset-index', 'reset-file', 'stop', 'wipe', 'raft-recovery', 'setup', 'verify', 'final']);
-const FOLLOWER_COLUMNS = new Set(['backup', 'copy-credentials', 'stop', 'wipe', 'setup', 'verify']);
+/** Matrix columns: the catalogue's status columns, in the order of the procedure. */
+export const STATUS_COLUMNS: readonly string[] = statusColumns();
+const LEADER_COLUMNS = columnsForRole('leader');
+const FOLLOWER_COLUMNS = columnsForRole('follower');
 
 function columnOf(step: string): string {
-  if (step === 'final.verify') return 'final';
-  return step.replace(/^(leader|follower)\./, '');
+  return stepEntry(step)?.column ?? step;
 }
 
-async function openForReading(db: string | undefined, env: NodeJS.ProcessEnv): Promise<Store> {
+/** The database, read-only; null when there is none yet (nothing was ever recorded there: not a damaged database). */
+async function openForReading(db: string | undefined, env: NodeJS.ProcessEnv): Promise<Store | null> {
   const { openStore, defaultDbPath } = await import('../../store/store.js');
-  return openStore(db ?? defaultDbPath(env), { readonly: true });
+  const path = db ?? defaultDbPath(env);
+  if (path !== ':memory:' && !existsSync(path)) return null;
+  return openStore(path, { readonly: true });
+}
+
+async function noDatabase(db: string | undefined, env: NodeJS.ProcessEnv): Promise<UsageError> {
+  const { defaultDbPath } = await import('../../store/store.js');
+  return new UsageError(`no run recorded: there is no database at ${db ?? defaultDbPath(env)} yet`, 'regen start records its runs there; --db or $REGEN_DB select another database');
 }
 
 function holderAlive(store: Store, run: RunRow): boolean {
   const lock = store.getLock(run.cluster);
   if (!lock || lock.runId !== run.id) return false;
   if (lock.host !== hostname()) return Date.now() - lock.heartbeatAt < 30_000;
-  try {
-    process.kill(lock.pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
+  return processAlive(lock.pid);
 }
 
 /** Build the status view of one run from the store (pure reads). */
@@ -59,7 +64,8 @@ export function buildStatusView(store: Store, run: RunRow, now = Date.now()): St
   };
   const leader = run.leader;
   // The raft recovery column exists only for meshes of several servers.
-  const columns = STATUS_COLUMNS.filter((c) => c !== 'raft-recovery' || nodes.filter((n) => n.kind === 'server').length > 1);
+  const shape = { meshServers: nodes.filter((n) => n.kind === 'server').length, revoke: true };
+  const columns = STATUS_COLUMNS.filter((c) => CATALOGUE.some((e) => e.column === c && applies(e, shape)));
   const viewNodes = nodes
     .map((n) => {
       const role = n.role ?? (leader === null ? null : n.name === leader ? 'leader' : 'follower');
@@ -128,6 +134,7 @@ export async function status(o: { db: string | undefined; json: boolean; run: st
   const redactor = await sharedRedactor();
   const once = async (): Promise<RunRow> => {
     const store = await openForReading(o.db, io.env);
+    if (store === null) throw await noDatabase(o.db, io.env);
     try {
       const run = pickRun(store, o.run);
       const view = buildStatusView(store, run);
@@ -158,6 +165,11 @@ export async function status(o: { db: string | undefined; json: boolean; run: st
 export async function runs(o: { db: string | undefined; json: boolean }, io: Io): Promise<number> {
   const { renderRuns } = await import('../../adapters/terminal/status.js');
   const store = await openForReading(o.db, io.env);
+  // No database yet is no run yet, as an empty one: the same answer.
+  if (store === null) {
+    if (!o.json) io.out(renderRuns([], { color: false }));
+    return EXIT.ok;
+  }
   try {
     const rows = store.listRuns();
     if (o.json) for (const r of rows) io.out(`${jsonSafe(JSON.stringify({ type: 'run', ...r }))}\n`);
@@ -171,6 +183,7 @@ export async function runs(o: { db: string | undefined; json: boolean }, io: Io)
 export async function log(o: { db: string | undefined; json: boolean; run: string | undefined; node: string | undefined; limit: number }, io: Io): Promise<number> {
   const { renderLog } = await import('../../adapters/terminal/status.js');
   const store = await openForReading(o.db, io.env);
+  if (store === null) throw await noDatabase(o.db, io.env);
   try {
     const run = pickRun(store, o.run);
     const rows = store.listAudit(run.id, { ...(o.node === undefined ? {} : { node: o.node }), limit: o.limit });

@@ -80,7 +80,7 @@ describe('regen start / status / runs through the command functions', () => {
   it('a finished run: status shows done, the leader and the node × step view', async () => {
     const io = fakeIo({ REGEN_MESH_PASSWORD: SECRET });
     expect(await start(startOptions(), io)).toBe(EXIT.ok);
-    expect(healthy(cluster).ok).toBe(true);
+    expect(healthy(cluster, SECRET).ok).toBe(true);
     expect(io.stderrText()).toMatch(/run run-cli done/);
     expect(io.stderrText()).not.toContain(SECRET);
 
@@ -158,7 +158,7 @@ describe('regen start / status / runs through the command functions', () => {
       r,
     );
     expect(code).toBe(EXIT.ok);
-    expect(healthy(cluster).ok).toBe(true);
+    expect(healthy(cluster, SECRET).ok).toBe(true);
     // --json: every line is a valid event and none carries the secret.
     const lines = r.stdoutText().trim().split('\n');
     expect(lines.length).toBeGreaterThan(5);
@@ -182,7 +182,7 @@ describe('regen start / status / runs through the command functions', () => {
 
   it('plan (dry run) records nothing and changes nothing', async () => {
     const io = fakeIo();
-    expect(await start(startOptions({ dryRun: true, yes: false }), io)).toBe(EXIT.ok);
+    expect(await start(startOptions({ dryRun: true, yes: false, verbose: true }), io)).toBe(EXIT.ok);
     expect(io.stdoutText()).toContain('Plan for cluster testmesh');
     expect(io.stdoutText()).toContain('service-discover setup-wizard --first-instance');
     expect(io.stdoutText()).not.toContain('--password=');

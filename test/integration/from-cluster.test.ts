@@ -107,7 +107,7 @@ describe('regen resume --from-cluster', () => {
     expect(io.stderrText()).toContain(`${other} seq ${older.envelope.seq}`);
     expect(io.stderrText()).toMatch(new RegExp(`disagree .*using seq ${newest.envelope.seq}`));
     expect(io.stderrText()).toContain(`newer than the local record at seq ${older.envelope.seq}`);
-    expect(healthy(cluster).ok).toBe(true);
+    expect(healthy(cluster, SECRET).ok).toBe(true);
     // Exactly one setup of the leader: the one recorded before the loss was not repeated.
     expect(cluster.effects.count(leader, 'setupLeader')).toBe(1);
   });

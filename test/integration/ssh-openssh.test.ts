@@ -10,10 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NodeUnreachableError } from '../../machines/errors.js';
+import { HostKeyRefusedError, NodeUnreachableError, PrivilegeError } from '../../machines/errors.js';
 import { parseKnownHosts } from '../../adapters/ssh/known-hosts.js';
 import { parseSshConfig } from '../../adapters/ssh/ssh-config.js';
-import { SshPool, SshTransport, type SshPoolOptions } from '../../adapters/ssh/transport.js';
+import { SshPool, type SshPoolOptions } from '../../adapters/ssh/transport.js';
+import { skipOrFail } from '../lab/prereq.js';
 
 const SSHD = '/usr/sbin/sshd';
 const isRoot = process.getuid?.() === 0;
@@ -25,11 +26,8 @@ if (!haveSshd && !inCi) skipReason = `${SSHD} not installed (apt-get install -y 
 else if (!isRoot && !inCi) skipReason = 'needs root to run sshd and create test users (CI not set)';
 if (skipReason !== null) console.warn(`ssh-openssh tests skipped: ${skipReason}`);
 
-describe.runIf(inCi && !haveSshd)('OpenSSH in CI', () => {
-  it('has sshd installed', () => {
-    throw new Error(`${SSHD} is missing: install openssh-server (apt-get install -y openssh-server)`);
-  });
-});
+// Under CI nothing here may skip: a missing sshd fails the file (a describe that never runs counts as skipped).
+if (inCi && !haveSshd) throw new Error(`${SSHD} is missing: install openssh-server (apt-get install -y openssh-server)`);
 
 interface Sshd {
   port: number;
@@ -124,11 +122,6 @@ function knownLine(s: Sshd): string {
   return `[127.0.0.1]:${s.port} ${type} ${b64}`;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
-}
-
 describe.skipIf(skipReason !== null || !haveSshd)('SshTransport against OpenSSH sshd', () => {
   let dir: string;
   let home: string;
@@ -197,6 +190,7 @@ describe.skipIf(skipReason !== null || !haveSshd)('SshTransport against OpenSSH 
     } else if (userSkip === null) {
       userSkip = 'not root: cannot create temporary users';
     }
+    userSkip = skipOrFail(userSkip);
   });
 
   afterAll(async () => {
@@ -271,7 +265,7 @@ describe.skipIf(skipReason !== null || !haveSshd)('SshTransport against OpenSSH 
     writeFileSync(onlyTarget, `${knownLine(target)}\n`);
     const p2 = pool({ sshConfig: config, knownHostsPath: onlyTarget });
     const err = await p2.remote({ node: 'behind', host: 'behind' }).exec('true').catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(NodeUnreachableError);
+    expect(err).toBeInstanceOf(HostKeyRefusedError);
     expect((err as Error).message).toContain('jump host bastion');
     expect((err as Error).message).toContain(`127.0.0.1:${jump.port}`);
   });
@@ -307,41 +301,8 @@ describe.skipIf(skipReason !== null || !haveSshd)('SshTransport against OpenSSH 
     const p = pool({});
     const r = p.remote({ node: 'mx3', host: '127.0.0.1', port: target.port, user, identityFile: clientKey });
     const err = await r.exec('id -u').catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(NodeUnreachableError);
+    expect(err).toBeInstanceOf(PrivilegeError);
     expect((err as Error).message).toBe(`user ${user} on node mx3 needs passwordless sudo for regen (or log in as root)`);
     expect((await r.exec('id -un', { root: false })).stdout).toBe(`${user}\n`);
-  });
-
-  it('measures exec latency on a reused connection with and without setNoDelay', async () => {
-    const rounds = 25;
-    const result: Record<string, number> = {};
-    // root's shell may source a heavy ~/.bashrc on every exec; a temp user with /bin/sh measures the transport.
-    const user = userSkip === null ? (users[0] ?? 'root') : 'root';
-    for (const noDelay of [true, false]) {
-      const t = new SshTransport({ node: 'mx1', host: '127.0.0.1', port: target.port, user, identityFile: clientKey }, {
-        knownHostsPath: knownHosts,
-        sshConfigPath: null,
-        agentSocket: null,
-        home,
-        noDelay,
-      });
-      try {
-        await t.exec('true', { root: false });
-        const times: number[] = [];
-        for (let i = 0; i < rounds; i++) {
-          const t0 = performance.now();
-          await t.exec('true', { root: false });
-          times.push(performance.now() - t0);
-        }
-        result[noDelay ? 'noDelay' : 'nagle'] = median(times);
-        expect(t.connectionCount).toBe(1);
-      } finally {
-        await t.close();
-      }
-    }
-    console.log(
-      `exec latency over OpenSSH as ${user}, median of ${rounds}: setNoDelay(true) ${result['noDelay']?.toFixed(1)} ms, Nagle on ${result['nagle']?.toFixed(1)} ms`,
-    );
-    expect(Object.keys(result)).toHaveLength(2);
   });
 });

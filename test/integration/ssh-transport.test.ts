@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import type { Connection, ParsedKey, ServerChannel } from 'ssh2';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { NodeUnreachableError, OutcomeUnknownError, RegenError } from '../../machines/errors.js';
+import { HostKeyRefusedError, NodeUnreachableError, OutcomeUnknownError, PrivilegeError, RegenError } from '../../machines/errors.js';
 import { fingerprintSha256, hostKeyFromBlob, readKnownHosts, type HostKey } from '../../adapters/ssh/known-hosts.js';
 import type { AuditSink } from '../../adapters/ssh/remote.js';
 import { OUTPUT_CAP_BYTES, SshPool, SshTransport, TailBuffer, shq, withinDeadline, wrapCommand, type SshPoolOptions, type SshTarget } from '../../adapters/ssh/transport.js';
@@ -299,7 +299,9 @@ describe('SshTransport against ssh2 Server', () => {
     writeFileSync(knownHosts, '');
     const t = track(new SshTransport(target(), baseOptions()));
     const err = await t.exec('true').catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(NodeUnreachableError);
+    // The node answered: a refused host key is a preflight problem (exit 3), not an unreachable node.
+    expect(err).toBeInstanceOf(HostKeyRefusedError);
+    expect(err).toMatchObject({ kind: 'preflight' });
     const fp = fingerprintSha256(server.hostKey);
     expect((err as Error).message).toContain(fp);
     expect((err as Error).message).toContain('not in');
@@ -314,7 +316,7 @@ describe('SshTransport against ssh2 Server', () => {
     const p = new SshPool(baseOptions({ acceptNewHostKeys: true }));
     track({ close: () => p.closeAll() });
     const err = await p.remote(target()).exec('true').catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(NodeUnreachableError);
+    expect(err).toBeInstanceOf(HostKeyRefusedError);
     expect((err as Error).message).toContain('HOST KEY CHANGED');
     expect((err as Error).message).toContain(fingerprintSha256(server.hostKey));
     expect((err as NodeUnreachableError).hint).toContain('ssh-keygen -R');
@@ -445,7 +447,9 @@ describe('SshTransport against ssh2 Server', () => {
     expect(server.commands.at(-1)).toMatch(/^timeout /);
     server.sudoNeedsPassword = true;
     const err = await t.exec('id -u').catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(NodeUnreachableError);
+    // The node answered: a misconfigured sudo is a preflight problem (exit 3), not an unreachable node.
+    expect(err).toBeInstanceOf(PrivilegeError);
+    expect(err).toMatchObject({ kind: 'preflight' });
     expect((err as Error).message).toBe('user alice on node mx1 needs passwordless sudo for regen (or log in as root)');
   });
 

@@ -271,8 +271,8 @@ describe('runs and nodes', () => {
     expect(r2?.error).toEqual({ kind: 'step-failed', name: 'CommandFailedError', message: 'exit 1', node: 'mx1', exitCode: 1 });
     s.updateRun('r2', { leader: null, error: null });
     expect(s.getRun('r2')).toMatchObject({ leader: null, error: null, state: 'followers' });
-    expect(s.countRecovery('r2')).toBe(1);
-    expect(s.countRecovery('r2')).toBe(2);
+    expect(s.incrementRecoveries('r2')).toBe(1);
+    expect(s.incrementRecoveries('r2')).toBe(2);
     expect(s.listRuns().map((r) => r.id)).toEqual(['r1', 'r2', 'r3']);
     expect(() => s.updateRun('nope', { status: 'done' })).toThrow(StoreError);
     expect(() => newRun(s, 'r1')).toThrow(/already exists/);

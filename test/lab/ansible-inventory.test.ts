@@ -15,7 +15,9 @@ const skip = labSkip();
 const REGEN = join(repoRoot(), 'dist', 'cli', 'main.js');
 
 function regen(lab: Lab, args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [REGEN, ...args, '--ssh-config', lab.sshConfig, '--known-hosts', lab.knownHosts, '--db', join(lab.dir, 'regen.db')], {
+  // The read-only commands take no connection options (and regen refuses options a command does not take).
+  const connect = ['status', 'runs', 'log'].includes(args[0] ?? '') ? [] : ['--ssh-config', lab.sshConfig, '--known-hosts', lab.knownHosts];
+  const r = spawnSync(process.execPath, [REGEN, ...args, ...connect, '--db', join(lab.dir, 'regen.db')], {
     // The secret must come from the _consulpassword file, not from the environment.
     env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'REGEN_MESH_PASSWORD')), NO_COLOR: '1' },
     input: '',

@@ -1,6 +1,6 @@
 /**
  * vitest global setup for the lab tests: install what the lab needs, check the host can run it, build dist/ when
- * stale (the nodes run compiled code). Not root → lab tests skip (each file says why); CI=true and not root, or a
+ * stale (the nodes run compiled code), create the lab's system users. Not root → lab tests skip (each file says why); CI=true and not root, or a
  * missing capability → the run fails here, before any test. The teardown downs any test lab a killed test worker
  * left behind.
  */
@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { labDown } from './lab.js';
-import { OWNER_FILE, build, ensurePackages, isRoot, labSkipReason, missingCapabilities, staleDist } from './prereq.js';
+import { OWNER_FILE, build, ensureLabUsers, ensurePackages, isRoot, labSkipReason, missingCapabilities, staleDist } from './prereq.js';
 
 function ownerAlive(dir: string): boolean {
   try {
@@ -49,6 +49,7 @@ export default function setup(): (() => Promise<void>) | undefined {
   }
   if (!isRoot()) return undefined;
   ensurePackages((l) => console.warn(`lab: ${l}`));
+  ensureLabUsers();
   const missing = missingCapabilities();
   if (missing.length > 0) throw new Error(`lab: this host cannot run the lab: ${missing.join('; ')}`);
   const stale = staleDist();

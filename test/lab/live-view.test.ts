@@ -126,8 +126,10 @@ describe.skipIf(skip)('regen start in a real terminal (tmux) on a lab (1 server,
     const asked = (await framesUntil(socket(), 'declined', (f) => f.includes(prompt.trimEnd()))).at(-1) ?? '';
     const scrollback = capture(socket(), 'declined', true);
     expect(scrollback).toContain(`Plan for cluster ${lab.cluster} (run `);
-    expect(scrollback).toMatch(/mail1\.lab\.example {2}leader {2}server {2}profile current/);
-    expect(asked).toContain("The mesh will be DOWN from the leader's stop until every node is set up again.");
+    expect(scrollback).toMatch(/mail1\.lab\.example \(leader, mesh server, current, bind [\d.]+\): backup → /);
+    // Said once, at the end of the plan, right above the question.
+    expect(asked).toContain("The mesh is down from the leader's stop until the last node is set up again.");
+    expect(scrollback.split("The mesh is down from the leader's stop").length - 1).toBe(1);
     tmux(socket(), ['send-keys', '-t', 'declined', '-l', `${lab.cluster}-not`]);
     tmux(socket(), ['send-keys', '-t', 'declined', 'Enter']);
     const declined = (await framesUntil(socket(), 'declined', (f) => f.includes('REGEN_EXIT='))).at(-1) ?? '';

@@ -80,7 +80,7 @@ describe.skipIf(skip)('regen plan on a lab (1 server, 2 agents)', () => {
       const warned = regen(lab, ['plan', '-i', lab.inventory]);
       expect(warned.code, warned.stderr).toBe(0);
       expect(warned.stdout).toMatch(/warnings:\n {2}! mail2\.lab\.example: `hostname -i` answers 127\.0\.1\.1 \(loopback\).*regen binds to /);
-      expect(warned.stdout).toContain(`mail2.lab.example  follower  agent  profile current  service-discover 0.7.2 (setup-wizard)  bind ${lab.nodes[1]?.ip}`);
+      expect(warned.stdout).toContain('mail2.lab.example, mail3.lab.example (2 agents, current, service-discover 0.7.2 (setup-wizard)): backup → copy → stop → wipe → setup → verify');
     } finally {
       await labFault(h.dir, { kind: 'hostname-loopback', node: 'mail2', on: false });
     }
@@ -89,8 +89,8 @@ describe.skipIf(skip)('regen plan on a lab (1 server, 2 agents)', () => {
     try {
       const down = regen(lab, ['plan', '-i', lab.inventory]);
       expect(down.code).toBe(10);
-      expect(down.stdout).toContain('mail1.lab.example  leader  server');
-      expect(down.stdout).toContain('mail2.lab.example  follower  agent');
+      expect(down.stdout).toContain(`mail1.lab.example (leader, mesh server, current, bind ${lab.nodes[0]?.ip}): backup → `);
+      expect(down.stdout).toContain(`mail2.lab.example (agent, current, bind ${lab.nodes[1]?.ip}): backup → `);
       expect(down.stdout).toMatch(/problems \(regen start refuses until they are fixed\):\n {2}✗ mail3\.lab\.example: cannot reach .*\(not planned\)\n {4}next: .*sshd/);
       expect(down.stderr).toContain('the plan found 1 problem(s)');
     } finally {

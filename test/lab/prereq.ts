@@ -12,6 +12,8 @@ const PACKAGES: Record<string, string> = {
   'openssh-server': '/usr/sbin/sshd',
   'openssh-client': '/usr/bin/ssh',
   sudo: '/usr/bin/sudo',
+  // useradd / usermod / userdel: the lab's users and the sudo tests' temporary users.
+  passwd: '/usr/sbin/useradd',
   iproute2: '/usr/sbin/ip',
   gnupg: '/usr/bin/gpg',
   openssl: '/usr/bin/openssl',
@@ -133,4 +135,26 @@ export function build(): void {
   if (stale.length > 0) {
     throw new Error(`npm run build left ${stale.join(', ')} stale; the lab runs compiled code:\n${r.stdout}${r.stderr}`);
   }
+}
+
+/** The system users the lab's nodes run as (the lab makes them too; the simulated-command tests need them first). */
+const LAB_USERS: [name: string, home: string, shell: string][] = [
+  ['service-discover', '/var/lib/service-discover', '/usr/sbin/nologin'],
+  ['zextras', '/opt/zextras', '/bin/bash'],
+];
+
+/** As root: create the lab's system users if missing, so no lab test depends on another having brought a lab up. */
+export function ensureLabUsers(): void {
+  for (const [name, home, shell] of LAB_USERS) {
+    if (spawnSync('getent', ['passwd', name]).status === 0) continue;
+    const add = spawnSync('useradd', ['--system', '--home-dir', home, '--no-create-home', '--shell', shell, name], { encoding: 'utf8' });
+    // Another run may have raced to create it.
+    if (add.status !== 0 && spawnSync('getent', ['passwd', name]).status !== 0) throw new Error(`useradd ${name} failed: ${add.stderr}`);
+  }
+}
+
+/** A lab test's reason to skip; under CI as root there is none to accept: the setup must have provided it. */
+export function skipOrFail(reason: string | null): string | null {
+  if (reason !== null && isRoot() && inCI()) throw new Error(`CI=true as root, and a lab test would skip: ${reason}`);
+  return reason;
 }

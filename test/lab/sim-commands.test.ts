@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { labFault, shq, sshExec, type LabNode } from './lab.js';
 import { labSkip, withLab } from './harness.js';
 import { sshTerminal } from './support/terminal.js';
+import { skipOrFail } from './prereq.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BIN = path.join(REPO, 'dist', 'test', 'lab', 'bin');
@@ -22,13 +23,13 @@ const COMMANDS = ['consul', 'service-discover', 'systemctl', 'carbonio-cli', 'ag
 function skipReason(): string | null {
   if (process.getuid?.() !== 0) return 'needs root (chown to service-discover, agents run as that user)';
   for (const u of ['service-discover', 'zextras']) {
-    if (spawnSync('id', [u]).status !== 0) return `user ${u} missing (the lab creates it: npm run lab -- up)`;
+    if (spawnSync('id', [u]).status !== 0) return `user ${u} missing (the lab's global setup creates it as root)`;
   }
   for (const t of ['/usr/bin/gpg', '/usr/bin/tar', '/usr/bin/setpriv']) if (!fs.existsSync(t)) return `${t} missing`;
   return null;
 }
 
-const skip = skipReason();
+const skip = skipOrFail(skipReason());
 if (skip) console.warn(`skipping simulated command tests: ${skip}`);
 
 /** The compiled commands must be current: they are what runs. */

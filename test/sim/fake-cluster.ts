@@ -190,6 +190,8 @@ export interface FakeCluster {
   readonly state: ClusterState;
   /** The secret the cluster was originally set up with. */
   readonly secret: string;
+  /** sha256 of the leader's credentials file as the cluster was created (before any regeneration). */
+  readonly genesisCredentialsSha256: string;
   readonly nodes: readonly string[];
   readonly servers: readonly string[];
   readonly agents: readonly string[];
@@ -326,6 +328,9 @@ export function createFakeCluster(opts: FakeClusterOptions = {}): FakeCluster {
     world.state.tokens = world.state.tokens.filter((t) => !t.policies.includes('global-management'));
   }
   if (opts.passwordLost === true) for (const n of servers) world.fs(n).remove(PASSWORD_FILE);
+  const genesisBlob = world.fs(preferredLeader).read(CREDENTIALS_FILE);
+  if (genesisBlob === null) throw new Error('genesis left no credentials on the leader');
+  const genesisCredentialsSha256 = sha256(genesisBlob);
 
   // ---- faults and effects ---------------------------------------------------------------------------------------
   let rules: Rule[] = [];
@@ -753,6 +758,7 @@ export function createFakeCluster(opts: FakeClusterOptions = {}): FakeCluster {
       return world.state;
     },
     secret,
+    genesisCredentialsSha256,
     nodes: specs.map((s) => s.name),
     servers,
     agents: specs.filter((s) => s.kind === 'agent').map((s) => s.name),
@@ -769,8 +775,11 @@ export interface HealthReport {
   problems: string[];
 }
 
-/** Every node an alive member of the right type (as the leader sees it) and every credentials file the leader's. */
-export function healthy(cluster: FakeCluster): HealthReport {
+/**
+ * The mesh is consistent: every node an alive member of the right type (as the leader sees it) and every
+ * credentials file the leader's. True of the cluster as created, too: it says nothing of a regeneration.
+ */
+export function meshConsistent(cluster: FakeCluster): HealthReport {
   const w = cluster.world;
   const problems: string[] = [];
   const leader = currentLeader(w);
@@ -792,4 +801,31 @@ export function healthy(cluster: FakeCluster): HealthReport {
     if (b === null || sha256(b) !== expectedSha) problems.push(`${name}: credentials differ from the leader's`);
   }
   return { ok: problems.length === 0, leader, problems };
+}
+
+/**
+ * The credentials were regenerated, and the mesh runs on them: consistent (above), the leader's credentials are
+ * not the ones the cluster was created with, `newSecret` opens them, and the bootstrap token inside is accepted by
+ * the leader's ACL system. False for a cluster regen never touched. Reads the model only (no port call is logged).
+ */
+export function healthy(cluster: FakeCluster, newSecret: Secret | string): HealthReport {
+  const base = meshConsistent(cluster);
+  if (base.leader === null) return base;
+  const problems = [...base.problems];
+  const secret = typeof newSecret === 'string' ? newSecret : newSecret.reveal();
+  const blob = cluster.node(base.leader).fs.read(CREDENTIALS_FILE);
+  if (blob !== null && sha256(blob) === cluster.genesisCredentialsSha256) problems.push(`${base.leader}: credentials unchanged since the cluster was created`);
+  const members = blob === null ? null : cluster.world.crypto.unpack(blob, secret);
+  if (blob !== null && members === null) problems.push(`${base.leader}: the new secret does not open the credentials`);
+  const acl = members?.get('consul-acl-secret.json');
+  const token = acl === undefined ? undefined : (JSON.parse(acl.toString('utf8')) as { SecretID?: unknown }).SecretID;
+  if (members !== null && typeof token !== 'string') problems.push(`${base.leader}: no bootstrap token in the credentials`);
+  if (typeof token === 'string') {
+    try {
+      tokenList(cluster.world, base.leader, token);
+    } catch (e) {
+      problems.push(`${base.leader}: the bootstrap token in the credentials does not work: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+  return { ok: problems.length === 0, leader: base.leader, problems };
 }

@@ -45,7 +45,7 @@ describe('cluster lock and run mirror (fake cluster)', () => {
     const cr = clusterRun({ port: w.port, store });
     const r = await h.start({ store, port: cr.port, cluster: cr.guard });
     expect(r.state).toBe('done');
-    expect(healthy(h.cluster).ok).toBe(true);
+    expect(healthy(h.cluster, h.secret).ok).toBe(true);
     expect(w.effects).toBeGreaterThan(10);
     expect(w.effectsAhead).toEqual([]);
     const leader = r.context.leader as string;
@@ -85,7 +85,7 @@ describe('cluster lock and run mirror (fake cluster)', () => {
       const cr2 = clusterRun({ port: h.cluster.port, store: fresh });
       const r2 = await h.resume('run-1', { store: fresh, port: cr2.port, cluster: cr2.guard });
       expect(r2.state).toBe('done');
-      expect(healthy(h.cluster).ok).toBe(true);
+      expect(healthy(h.cluster, h.secret).ok).toBe(true);
       // The wipe done before the loss was not applied a second time.
       expect(h.cluster.effects.count(leader, 'wipe')).toBe(1);
     } finally {

@@ -3,7 +3,7 @@
  * methods keep the model's semantics, and the injected faults behave as the machine's tests expect.
  */
 import { describe, expect, test } from 'vitest';
-import { BOOTSTRAP_SAVE_PATH, createFakeCluster, healthy, type FakeCluster } from '../sim/fake-cluster.js';
+import { BOOTSTRAP_SAVE_PATH, createFakeCluster, healthy, meshConsistent, type FakeCluster } from '../sim/fake-cluster.js';
 import { CREDENTIALS_FILE, MAIN_JSON, RESET_FILE, SD_HOME } from '../sim/model.js';
 import { Secret } from '../../adapters/secrets/secret.js';
 import { CommandFailedError, NodeUnreachableError, OutcomeUnknownError } from '../../machines/errors.js';
@@ -19,10 +19,32 @@ function kindOf(c: FakeCluster, node: string): MeshKind {
   return c.servers.includes(node) ? 'server' : 'agent';
 }
 
+async function seed000(c: FakeCluster, secret: Secret): Promise<void> {
+  const leader = c.preferredLeader;
+  const reading = await c.port.readResetIndex(leader);
+  if (reading.kind !== 'index') throw new Error('expected an index');
+  await c.port.writeResetFile(leader, reading.index);
+  await c.port.stopService(leader);
+  await c.port.wipe(leader, 'current');
+  await c.port.setupLeader(leader, addressOf(c, leader), secret);
+  const creds = await c.port.readCredentials(leader);
+  if (creds === null) throw new Error('leader has no credentials');
+  expect((await c.port.members(leader, secret)).find((m) => m.name === 'server-mail1-example-com')).toMatchObject({
+    status: 'alive',
+    type: 'server',
+  });
+  for (const n of c.nodes.filter((x) => x !== leader)) {
+    await c.port.writeCredentials(n, creds.bytes, creds.sha256);
+    await c.port.stopService(n);
+    await c.port.wipe(n, 'current');
+    await c.port.setupFollower(n, addressOf(c, n), secret, kindOf(c, n));
+  }
+}
+
 describe('the incident scenario', () => {
   test('starts healthy, bootstrapped long ago, the reset index readable', async () => {
     const c = createFakeCluster({ servers: 1, agents: 2, seed: 'inc1' });
-    expect(healthy(c)).toEqual({ ok: true, leader: S1, problems: [] });
+    expect(meshConsistent(c)).toEqual({ ok: true, leader: S1, problems: [] });
     expect(await c.port.readResetIndex(S1)).toEqual({ kind: 'index', index: 908 });
     expect(await c.port.meshServers(S1, 'current')).toEqual([S1]);
     expect(await c.port.leaderAddress('mail3.example.com')).toBe(addressOf(c, S1));
@@ -66,33 +88,12 @@ describe('the incident scenario', () => {
 });
 
 describe('the runbooks by hand through the port', () => {
-  async function seed000(c: FakeCluster, secret: Secret): Promise<void> {
-    const leader = c.preferredLeader;
-    const reading = await c.port.readResetIndex(leader);
-    if (reading.kind !== 'index') throw new Error('expected an index');
-    await c.port.writeResetFile(leader, reading.index);
-    await c.port.stopService(leader);
-    await c.port.wipe(leader, 'current');
-    await c.port.setupLeader(leader, addressOf(c, leader), secret);
-    const creds = await c.port.readCredentials(leader);
-    if (creds === null) throw new Error('leader has no credentials');
-    expect((await c.port.members(leader, secret)).find((m) => m.name === 'server-mail1-example-com')).toMatchObject({
-      status: 'alive',
-      type: 'server',
-    });
-    for (const n of c.nodes.filter((x) => x !== leader)) {
-      await c.port.writeCredentials(n, creds.bytes, creds.sha256);
-      await c.port.stopService(n);
-      await c.port.wipe(n, 'current');
-      await c.port.setupFollower(n, addressOf(c, n), secret, kindOf(c, n));
-    }
-  }
 
   test('seed 000 (current) on one server and two agents ends healthy with a new secret', async () => {
     const c = createFakeCluster({ servers: 1, agents: 2, passwordLost: true, seed: 'r000' });
     const secret = new Secret('brand-new-secret');
     await seed000(c, secret);
-    expect(healthy(c)).toMatchObject({ ok: true, problems: [] });
+    expect(healthy(c, secret)).toMatchObject({ ok: true, problems: [] });
     expect((await c.port.readMeshSecret(S1))?.reveal()).toBe('brand-new-secret');
     expect(await c.port.secretOpensCredentials('mail2.example.com', secret)).toBe(true);
     expect(await c.port.secretOpensCredentials('mail2.example.com', new Secret(c.secret))).toBe(false);
@@ -121,10 +122,10 @@ describe('the runbooks by hand through the port', () => {
     await expect(c.port.setupFollower(A, addressOf(c, A), secret, 'agent')).rejects.toThrow(
       'setup of service-discover already performed, manually reset and try again',
     );
-    expect(healthy(c).ok).toBe(false);
+    expect(healthy(c, secret).ok).toBe(false);
     await c.port.wipe(A, 'current');
     await c.port.setupFollower(A, addressOf(c, A), secret, 'agent');
-    expect(healthy(c).ok).toBe(true);
+    expect(healthy(c, secret).ok).toBe(true);
   });
 
   test('seed 002 (legacy) on a server and two agents ends healthy: *.pem only, credentials copied by hand', async () => {
@@ -147,7 +148,7 @@ describe('the runbooks by hand through the port', () => {
       await c.port.stopService(n);
       await c.port.setupFollower(n, addressOf(c, n), secret, 'agent');
     }
-    expect(healthy(c)).toMatchObject({ ok: true });
+    expect(healthy(c, secret)).toMatchObject({ ok: true });
   });
 
   test('seed 002 without copying the credentials fails on the legacy follower (it still has the old file)', async () => {
@@ -163,7 +164,7 @@ describe('the runbooks by hand through the port', () => {
     await expect(c.port.setupFollower('mail2.example.com', addressOf(c, 'mail2.example.com'), secret, 'agent')).rejects.toThrow(
       'openpgp: incorrect key',
     );
-    expect(healthy(c).problems).toContain('mail2.example.com: failed');
+    expect(healthy(c, secret).problems).toContain('mail2.example.com: failed');
   });
 
   test('seed 000 on three servers stalls at the leader: its new CA has no quorum', async () => {
@@ -253,11 +254,21 @@ describe('port methods', () => {
     expect(await c.port.serviceActive(S1)).toBe(false);
   });
 
-  test('healthy() notices a dead agent and a differing credentials file', async () => {
+  test('healthy() is false for a cluster regen never touched, and for a secret that does not open the new credentials', async () => {
+    const c = createFakeCluster({ servers: 1, agents: 2, seed: 'pm6' });
+    expect(meshConsistent(c).ok).toBe(true);
+    expect(healthy(c, c.secret).problems).toEqual([`${S1}: credentials unchanged since the cluster was created`]);
+    const secret = new Secret('pm6-new-secret');
+    await seed000(c, secret);
+    expect(healthy(c, secret)).toMatchObject({ ok: true, problems: [] });
+    expect(healthy(c, 'not-the-secret').problems).toEqual([`${S1}: the new secret does not open the credentials`]);
+  });
+
+  test('meshConsistent() notices a dead agent and a differing credentials file', async () => {
     const c = createFakeCluster({ servers: 1, agents: 2, seed: 'pm7' });
     c.node('mail2.example.com').kill();
     c.node('mail3.example.com').fs.write(CREDENTIALS_FILE, 'x', {});
-    expect(healthy(c)).toEqual({
+    expect(meshConsistent(c)).toEqual({
       ok: false,
       leader: S1,
       problems: ['mail2.example.com: failed', "mail3.example.com: credentials differ from the leader's"],

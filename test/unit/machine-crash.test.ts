@@ -8,7 +8,8 @@
 import { describe, expect, it } from 'vitest';
 import type { EffectMethod } from '../sim/fake-cluster.js';
 import { healthy } from '../sim/fake-cluster.js';
-import { harness, Process, SimulatedCrash, type Harness } from '../support/machine-harness.js';
+import type { ErrorRecord } from '../../machines/errors.js';
+import { harness, Process, type Harness } from '../support/machine-harness.js';
 
 const EFFECTS: EffectMethod[] = ['backup', 'writeResetFile', 'stopService', 'startService', 'wipe', 'setupLeader', 'setupFollower', 'writeCredentials', 'deleteToken'];
 
@@ -65,17 +66,14 @@ async function crashAndResume(t: Topology, crashAt: { transition?: number; write
     await expect(started).rejects.toThrow();
     expect(p.dead).toBe(true);
     await settleZombies();
-    store.close();
-    // A new process: new store connection on the same file, same cluster. A crash after the last transition
-    // leaves a finished run: nothing to resume.
-    const after = h.open().getRun('run-1');
-    if (after?.status === 'done') {
-      const s = h.open();
-      return { h, result: { state: 'done', error: null, status: 'done', runId: 'run-1', context: JSON.parse(s.lastTransition('run-1')!.snapshot).context } as Awaited<ReturnType<Harness['start']>> };
+    // The dead process's connection is not closed: a killed process closes nothing. A new process opens its own
+    // connection on the same file, same cluster. A crash after the last transition leaves a finished run.
+    const resumes: { state: string; error: ErrorRecord | null }[] = [];
+    for (let i = 0; i < 4 && h.open().getRun('run-1')?.status !== 'done'; i++) {
+      const r = await h.resume('run-1');
+      resumes.push({ state: r.state, error: r.error });
     }
-    let result = await h.resume('run-1');
-    for (let i = 0; i < 3 && result.state !== 'done'; i++) result = await h.resume('run-1');
-    return { h, result };
+    return { h, status: h.open().getRun('run-1')?.status ?? null, resumes };
   } catch (err) {
     h.cleanup();
     throw err;
@@ -94,10 +92,15 @@ describe('crash at every transition and every journal write, then resume', () =>
       ];
       let healthyRuns = 0;
       for (const at of points) {
-        const { h, result } = await crashAndResume(t, at);
+        const { h, status, resumes } = await crashAndResume(t, at);
         try {
-          expect(result.state, JSON.stringify({ at, error: result.error })).toBe('done');
-          expect(healthy(h.cluster).problems, JSON.stringify(at)).toEqual([]);
+          expect(status, JSON.stringify({ at, resumes })).toBe('done');
+          // A resume that did not finish says why: a resumable stop with its error, never a silent one.
+          for (const r of resumes.slice(0, -1)) {
+            expect(['failed', 'needsOperator'], JSON.stringify({ at, r })).toContain(r.state);
+            expect(r.error?.message ?? '', JSON.stringify({ at, r })).not.toBe('');
+          }
+          expect(healthy(h.cluster, h.secret).problems, JSON.stringify(at)).toEqual([]);
           expect(effectCounts(h), JSON.stringify(at)).toEqual(base.counts);
           // The journal agrees with what happened: no intent is left without an outcome.
           const s = h.open();
@@ -126,7 +129,7 @@ describe('crash-after-effect at every remote step (the effect happened, the answ
           h.cluster.faults.crashAfterEffect(node, method);
           const r = await h.start();
           expect(r.state, `${key}: ${JSON.stringify(r.error)}`).toBe('done');
-          expect(healthy(h.cluster).ok).toBe(true);
+          expect(healthy(h.cluster, h.secret).ok).toBe(true);
           expect(effectCounts(h), key).toEqual(base.counts);
           const probed = h.open().journal('run-1', { node }).filter((j) => j.probe === 'done');
           expect(probed.length, key).toBeGreaterThanOrEqual(1);
@@ -177,6 +180,43 @@ describe('crash-after-effect at every remote step (the effect happened, the answ
   }
 });
 
-it('SimulatedCrash is an error a test can tell apart', () => {
-  expect(new SimulatedCrash()).toBeInstanceOf(Error);
+describe('crash inside the transaction that records a transition with its run row and node rows', () => {
+  const t = TOPOLOGIES[1] as Topology;
+  it(`${t.name}: a kill between the run row and the node rows leaves none of the three; resume ends healthy`, async () => {
+    const base = await baseline(t);
+    const h = harness({ servers: t.servers, agents: t.agents, profile: t.profile, parallel: 2 });
+    try {
+      const store = h.open();
+      const p = new Process(store, h.cluster.port);
+      const view = p.storeView();
+      let crashedAt: string | null = null;
+      // The first transition that writes node rows (preflight planned the nodes): the process dies after the first row.
+      view.persistTransition = (tr, run, nodes) => {
+        if (nodes.length === 0) return store.persistTransition(tr, run, nodes);
+        crashedAt = tr.toState;
+        const dying = {
+          *[Symbol.iterator]() {
+            yield nodes[0];
+            p.crash();
+          },
+          length: nodes.length,
+        } as unknown as typeof nodes;
+        return store.persistTransition(tr, run, dying);
+      };
+      await expect(h.start({ store: view, port: p.portView() })).rejects.toThrow();
+      expect(crashedAt).toBe('leaderCheck');
+      // All or none: the transition is not there, the run row and node rows are as before it.
+      const s = h.open();
+      expect(s.lastTransition('run-1')?.toState).toBe('preflight');
+      expect(s.getRun('run-1')?.state).toBe('preflight');
+      expect(s.listNodes('run-1').map((n) => n.profile)).toEqual(h.cluster.nodes.map(() => null));
+      const r = await h.resume('run-1');
+      expect(r.state, JSON.stringify(r.error)).toBe('done');
+      expect(healthy(h.cluster, h.secret).problems).toEqual([]);
+      expect(effectCounts(h)).toEqual(base.counts);
+      expect(s.listNodes('run-1').filter((n) => n.role === 'leader').map((n) => n.name)).toEqual([h.cluster.preferredLeader]);
+    } finally {
+      h.cleanup();
+    }
+  });
 });

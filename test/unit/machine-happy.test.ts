@@ -12,7 +12,7 @@ describe('recovery machine against the fake cluster', () => {
       const r = await h.start();
       expect(r.error).toBeNull();
       expect(r.state).toBe('done');
-      expect(healthy(h.cluster)).toMatchObject({ ok: true });
+      expect(healthy(h.cluster, h.secret)).toMatchObject({ ok: true });
       expect(h.cluster.effects.count(h.cluster.nodes[0]!, 'setupLeader')).toBe(1);
     });
 
@@ -21,7 +21,7 @@ describe('recovery machine against the fake cluster', () => {
       const r = await h.start();
       expect(r.error).toBeNull();
       expect(r.state).toBe('done');
-      expect(healthy(h.cluster)).toMatchObject({ ok: true });
+      expect(healthy(h.cluster, h.secret)).toMatchObject({ ok: true });
       for (const n of h.cluster.agents) expect(h.cluster.effects.count(n, 'setupFollower')).toBe(1);
     });
   }
@@ -31,7 +31,7 @@ describe('recovery machine against the fake cluster', () => {
     const r = await h.start();
     expect(r.error).toBeNull();
     expect(r.state).toBe('done');
-    expect(healthy(h.cluster)).toMatchObject({ ok: true });
+    expect(healthy(h.cluster, h.secret)).toMatchObject({ ok: true });
     const leader = h.cluster.leader() as string;
     expect(h.cluster.effects.count(leader, 'writeRaftRecovery')).toBe(1);
     // Consul consumed the recovery file when the leader started.

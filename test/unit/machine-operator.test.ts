@@ -81,7 +81,7 @@ describe('needs-operator and refusals', () => {
     for (const n of h.cluster.agents) expect(h.cluster.effects.count(n, 'stopService')).toBe(0);
     const right = await h.resume('run-1', { secret: h.secret });
     expect(right.state).toBe('done');
-    expect(healthy(h.cluster).ok).toBe(true);
+    expect(healthy(h.cluster, h.secret).ok).toBe(true);
   });
 
   it('resume without a secret after the leader setup reads it back from the leader', async () => {
@@ -89,7 +89,7 @@ describe('needs-operator and refusals', () => {
     await crashAt(h, 'followers');
     const r = await h.resume('run-1', { secret: null });
     expect(r.state).toBe('done');
-    expect(healthy(h.cluster).ok).toBe(true);
+    expect(healthy(h.cluster, h.secret).ok).toBe(true);
   });
 
   it('resume without a secret before the leader setup needs the operator to give it', async () => {

@@ -81,8 +81,22 @@ describe('regen plan', () => {
     expect(context?.nodes.map((n) => n.name)).toEqual(['mail1.example.com', 'mail2.example.com']);
     const text = renderPlan(context, { color: false, problems });
     expect(text).toMatch(/problems \(regen start refuses until they are fixed\):\n {2}✗ mail3\.example\.com: .*\(not planned\)\n {4}next: /);
-    expect(text).toContain('mail1.example.com  leader  server');
+    expect(text).toContain('mail1.example.com (leader, mesh server, current, bind 10.0.0.11): backup →');
     expect(cluster.effects.log).toEqual([]);
+  });
+
+  it('25 nodes fit one screen: followers doing the same steps are one line, the downtime warning is said once', async () => {
+    const { context } = await plan({ servers: 1, agents: 24 });
+    const text = renderPlan(context, { color: false });
+    const lines = text.trimEnd().split('\n');
+    expect(lines.length).toBeLessThanOrEqual(40);
+    expect(text).toContain('mail2.example.com…mail25.example.com (24 agents, current): backup → copy → stop → wipe → setup → verify\n');
+    expect(text.split("The mesh is down from the leader's stop").length - 1).toBe(1);
+    // The per-node commands are for --verbose only.
+    expect(text).not.toContain('systemctl stop service-discover');
+    const verbose = renderPlan(context, { color: false, verbose: true });
+    for (let i = 2; i <= 25; i++) expect(verbose).toContain(`mail${i}.example.com  follower  agent  profile current  bind `);
+    expect(verbose.split("The mesh is down from the leader's stop").length - 1).toBe(1);
   });
 
   it('an unreachable mesh server and a node missing a tool: both named, the rest planned', async () => {

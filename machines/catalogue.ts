@@ -1,0 +1,322 @@
+/**
+ * The step catalogue: every remote step of the procedure, declared once. Everything that lists steps derives
+ * from it: the statechart's order, the follower chain, the plan, the status columns, the live view's text, the
+ * bench's latency keys and the health oracles. The command text behind each NodePort method is owned by
+ * adapters/carbonio/commands.ts; the code of each step is in machines/steps.ts.
+ *
+ * Adding a step is one entry here (in its place in its chain), its function in steps.ts, and its command.
+ * The order of the entries is the order of the procedure.
+ */
+import type { NodePort } from './port.js';
+
+/** Which nodes run a step: every node (before any change), the leader, each follower, or the leader at the end. */
+export type Chain = 'all' | 'leader' | 'follower' | 'final' | 'harden';
+
+/** A condition under which a step runs at all (absent: always). */
+export type StepCondition = 'several-servers' | 'revoke';
+
+export interface StepEntry {
+  /** As journaled (and shown by regen log / status); never renamed: journals of earlier runs name it. */
+  readonly name: string;
+  readonly chain: Chain;
+  /** The statechart state that runs it, as a dotted path (a follower step runs inside `followers`). */
+  readonly state: string;
+  /** NodePort methods that make the change (a read-only step lists the reads it makes). */
+  readonly effect: readonly (keyof NodePort)[];
+  /** NodePort methods that observe whether the change is there; empty: the step changes nothing. */
+  readonly probe: readonly (keyof NodePort)[];
+  /** The `regen status` column; null: not shown per node. */
+  readonly column: string | null;
+  /** One word or two, for a chain of steps on one line (the plan). */
+  readonly short: string;
+  /** What it amounts to on the node, as the runbook would type it (the live view's "now running"). */
+  readonly command: string;
+  /** What it changes, in words, for the plan. */
+  readonly changes: string;
+  /** Part of the mesh downtime (from the leader's stop until the last follower is set up again). */
+  readonly downtime: boolean;
+  readonly when?: StepCondition;
+  /** The program the node runs for the effect (the name the lab's latency fault slows); null: a plain file op. */
+  readonly program: string | null;
+}
+
+export const STEPS = {
+  backup: {
+    name: 'backup',
+    chain: 'all',
+    state: 'backup',
+    effect: ['backup'],
+    probe: ['probeBackup'],
+    column: 'backup',
+    short: 'backup',
+    command: 'cp -a … /var/backups/regen/<run>/',
+    changes: 'copies config.json, main.json, the credentials, *.pem and the password file to the run\'s backup directory (owners, modes, sha256 kept)',
+    downtime: false,
+    program: null,
+  },
+  resetIndex: {
+    name: 'leader.reset-index',
+    chain: 'leader',
+    state: 'leader.resetIndex',
+    effect: ['readResetIndex'],
+    probe: [],
+    column: 'reset-index',
+    short: 'reset-index',
+    command: 'consul acl bootstrap',
+    changes: 'nothing: reads the ACL reset index from consul\'s refusal',
+    downtime: false,
+    program: 'consul acl bootstrap',
+  },
+  resetFile: {
+    name: 'leader.reset-file',
+    chain: 'leader',
+    state: 'leader.resetFile',
+    effect: ['writeResetFile'],
+    probe: ['probeResetFile'],
+    column: 'reset-file',
+    short: 'reset-file',
+    command: 'echo N > …/data/acl-bootstrap-reset',
+    changes: 'writes that index to data/acl-bootstrap-reset (as service-discover)',
+    downtime: false,
+    program: null,
+  },
+  leaderStop: {
+    name: 'leader.stop',
+    chain: 'leader',
+    state: 'leader.stop',
+    effect: ['stopService'],
+    probe: ['serviceActive'],
+    column: 'stop',
+    short: 'stop',
+    command: 'systemctl stop service-discover',
+    changes: 'stops service-discover: the mesh is down from here',
+    downtime: true,
+    program: 'systemctl stop',
+  },
+  leaderWipe: {
+    name: 'leader.wipe',
+    chain: 'leader',
+    state: 'leader.wipe',
+    effect: ['wipe'],
+    probe: ['probeWipe'],
+    column: 'wipe',
+    short: 'wipe',
+    command: 'rm config.json main.json *.pem',
+    changes: 'removes config.json, main.json and the *.pem certificates (the legacy profile: the *.pem only); all backed up',
+    downtime: true,
+    program: null,
+  },
+  raftRecovery: {
+    name: 'leader.raft-recovery',
+    chain: 'leader',
+    state: 'leader.raftRecovery',
+    effect: ['writeRaftRecovery'],
+    probe: ['probeRaftRecovery'],
+    column: 'raft-recovery',
+    short: 'raft-recovery',
+    command: 'write data/raft/peers.json (this server alone)',
+    changes: 'writes data/raft/peers.json naming the leader alone (Consul outage recovery; several mesh servers only)',
+    downtime: true,
+    when: 'several-servers',
+    program: null,
+  },
+  leaderSetup: {
+    name: 'leader.setup',
+    chain: 'leader',
+    state: 'leader.setup',
+    effect: ['setupLeader'],
+    probe: ['probeSetup'],
+    column: 'setup',
+    short: 'setup',
+    command: 'service-discover setup --first-instance',
+    changes: 'service-discover setup --first-instance: new CA, certificates, bootstrap token, gossip key and credentials (secret on stdin)',
+    downtime: true,
+    program: 'service-discover setup',
+  },
+  leaderVerify: {
+    name: 'leader.verify',
+    chain: 'leader',
+    state: 'leader.verify',
+    effect: ['members'],
+    probe: [],
+    column: 'verify',
+    short: 'verify',
+    command: 'consul members',
+    changes: 'nothing: checks the node is an alive member of the right type, as the leader sees it with the new token',
+    downtime: true,
+    program: 'consul members',
+  },
+  copyCredentials: {
+    name: 'follower.copy-credentials',
+    chain: 'follower',
+    state: 'followers',
+    effect: ['readCredentials', 'writeCredentials'],
+    probe: ['credentialsSha256'],
+    column: 'copy-credentials',
+    short: 'copy',
+    command: 'copy cluster-credentials.tar.gpg',
+    changes: 'copies the leader\'s new cluster-credentials.tar.gpg to the node (sha256 checked)',
+    downtime: true,
+    program: null,
+  },
+  followerStop: {
+    name: 'follower.stop',
+    chain: 'follower',
+    state: 'followers',
+    effect: ['stopService'],
+    probe: ['serviceActive'],
+    column: 'stop',
+    short: 'stop',
+    command: 'systemctl stop service-discover',
+    changes: 'stops service-discover on the node',
+    downtime: true,
+    program: 'systemctl stop',
+  },
+  followerWipe: {
+    name: 'follower.wipe',
+    chain: 'follower',
+    state: 'followers',
+    effect: ['wipe'],
+    probe: ['probeWipe'],
+    column: 'wipe',
+    short: 'wipe',
+    command: 'rm config.json main.json *.pem',
+    changes: 'removes config.json, main.json and the *.pem certificates (the legacy profile: the *.pem only); all backed up',
+    downtime: true,
+    program: null,
+  },
+  followerSetup: {
+    name: 'follower.setup',
+    chain: 'follower',
+    state: 'followers',
+    effect: ['setupFollower'],
+    probe: ['serviceActive', 'members'],
+    column: 'setup',
+    short: 'setup',
+    command: 'service-discover setup',
+    changes: 'service-discover setup: joins the new mesh with the copied credentials (secret on stdin)',
+    downtime: true,
+    program: 'service-discover setup',
+  },
+  followerVerify: {
+    name: 'follower.verify',
+    chain: 'follower',
+    state: 'followers',
+    effect: ['members'],
+    probe: [],
+    column: 'verify',
+    short: 'verify',
+    command: 'consul members',
+    changes: 'nothing: checks the node is an alive member of the right type, as the leader sees it with the new token',
+    downtime: true,
+    program: 'consul members',
+  },
+  finalVerify: {
+    name: 'final.verify',
+    chain: 'final',
+    state: 'finalVerify',
+    effect: ['members', 'credentialsSha256'],
+    probe: [],
+    column: 'final',
+    short: 'final check',
+    command: 'consul members; sha256sum',
+    changes: 'nothing: every node an alive member, every credentials file equal to the leader\'s',
+    downtime: false,
+    program: 'consul members',
+  },
+  revoke: {
+    name: 'harden.revoke',
+    chain: 'harden',
+    state: 'harden',
+    effect: ['deleteToken'],
+    probe: ['listTokens'],
+    column: null,
+    short: 'revoke',
+    command: 'consul acl token delete',
+    changes: 'deletes management tokens older than the new bootstrap token (--revoke-old-tokens)',
+    downtime: false,
+    when: 'revoke',
+    program: 'consul acl token delete',
+  },
+} as const satisfies Record<string, StepEntry>;
+
+export type StepKey = keyof typeof STEPS;
+export type StepName = (typeof STEPS)[StepKey]['name'];
+/** The statechart states that run steps, as dotted paths. */
+export type StepState = (typeof STEPS)[StepKey]['state'];
+/** Keys of the steps of one chain, for tables that must name an implementation for each of them. */
+export type ChainKey<C extends Chain> = { [K in StepKey]: (typeof STEPS)[K]['chain'] extends C ? K : never }[StepKey];
+
+export interface CatalogueEntry extends StepEntry {
+  readonly key: StepKey;
+  readonly name: StepName;
+  readonly state: StepState;
+}
+
+/** Every step, in the order of the procedure. */
+export const CATALOGUE: readonly CatalogueEntry[] = (Object.keys(STEPS) as StepKey[]).map((key) => ({ key, ...(STEPS[key] as StepEntry) }) as CatalogueEntry);
+
+export const STEP_NAMES: readonly StepName[] = CATALOGUE.map((e) => e.name);
+
+export function chainOf(chain: Chain): CatalogueEntry[] {
+  return CATALOGUE.filter((e) => e.chain === chain);
+}
+
+export function stepEntry(name: string): CatalogueEntry | undefined {
+  return CATALOGUE.find((e) => e.name === name);
+}
+
+/** What decides whether a conditional step runs in a given run. */
+export interface RunShape {
+  meshServers: number;
+  revoke: boolean;
+}
+
+export function applies(e: StepEntry, shape: RunShape): boolean {
+  if (e.when === 'several-servers') return shape.meshServers > 1;
+  if (e.when === 'revoke') return shape.revoke;
+  return true;
+}
+
+/** The steps one node goes through, in order: the backup, then its role's chain (the leader also runs the final check). */
+export function stepsForRole(role: 'leader' | 'follower', shape: RunShape): CatalogueEntry[] {
+  const chains: Chain[] = role === 'leader' ? ['all', 'leader', 'final'] : ['all', 'follower'];
+  return CATALOGUE.filter((e) => chains.includes(e.chain) && applies(e, shape));
+}
+
+/** The statechart's next state after a step of the leader chain: conditional steps are guarded, in catalogue order. */
+export function leaderStateAfter(state: StepState, end: string): { guard?: StepCondition; target: string }[] {
+  const chain = chainOf('leader');
+  const i = chain.findIndex((e) => e.state === state);
+  if (i < 0) throw new Error(`${state} is not a state of the leader chain`);
+  const out: { guard?: StepCondition; target: string }[] = [];
+  for (const e of chain.slice(i + 1)) {
+    const target = e.state.slice('leader.'.length);
+    if (e.when === undefined) return [...out, { target }];
+    out.push({ guard: e.when, target });
+  }
+  return [...out, { target: end }];
+}
+
+/**
+ * The `regen status` columns, in the order of the procedure: each chain's columns in its own order, a column
+ * of a later chain placed before the next column of its chain that is already there.
+ */
+export function statusColumns(): string[] {
+  const cols: string[] = [];
+  const chains = new Map<Chain, CatalogueEntry[]>();
+  for (const e of CATALOGUE) chains.set(e.chain, [...(chains.get(e.chain) ?? []), e]);
+  for (const e of CATALOGUE) {
+    if (e.column === null || cols.includes(e.column)) continue;
+    const mine = chains.get(e.chain) ?? [];
+    const later = mine.slice(mine.indexOf(e) + 1).find((x) => x.column !== null && cols.includes(x.column));
+    if (later?.column) cols.splice(cols.indexOf(later.column), 0, e.column);
+    else cols.push(e.column);
+  }
+  return cols;
+}
+
+/** The status columns that apply to a node of this role. */
+export function columnsForRole(role: 'leader' | 'follower'): Set<string> {
+  return new Set(stepsForRole(role, { meshServers: 2, revoke: true }).flatMap((e) => (e.column === null ? [] : [e.column])));
+}
