@@ -110,9 +110,9 @@ export class ClusterLock {
       if (failed) throw failed.reason;
     } catch (err) {
       await this.release();
-      // A new run that cannot reach a node has changed nothing: that is a preflight failure, as the inspection's.
+      // A new run that cannot reach a node has changed nothing: an unreachable node at preflight (exit 10), as the inspection's.
       if (!opts.takeOver && err instanceof NodeUnreachableError) {
-        throw new RegenError('preflight', `preflight could not reach ${err.node ?? 'a node'} to take the cluster lock; nothing was changed: ${err.message}`, {
+        throw new RegenError('unreachable', `preflight could not reach ${err.node ?? 'a node'} to take the cluster lock; nothing was changed: ${err.message}`, {
           ...(err.node === undefined ? {} : { node: err.node }),
           hint: 'make every node reachable over SSH (regen plan shows the same checks), then run regen start again',
           cause: err,

@@ -81,7 +81,7 @@ export function regenTraces(): string {
   return script(
     `if [ -d ${LOCK_DIR} ]; then echo "lock $(base64 -w0 < ${LOCK_DIR}/holder 2>/dev/null)"; fi`,
     `for f in ${MIRROR_DIR}/*.json; do [ -f "$f" ] || continue; echo "mirror $(basename "$f" .json) $(base64 -w0 < "$f")"; done`,
-    `for d in ${BACKUP_ROOT}/*/; do [ -d "$d" ] || continue; echo "backup $(basename "$d")"; done`,
+    `for d in ${BACKUP_ROOT}/*/; do [ -d "$d" ] || continue; echo "backup-run $(basename "$d")"; done`,
     `[ -f ${RESET_FILE} ] && echo 'reset 1'`,
     `[ -f ${MAIN_JSON} ] && echo 'main 1'`,
     `[ -f ${CONFIG_JSON} ] && echo 'config 1'`,
@@ -98,7 +98,7 @@ export function parseTraces(stdout: string, node: string): RegenTraces {
     const [key, a, b] = line.split(' ');
     if (key === 'lock') t.lock = text(a).trim();
     else if (key === 'mirror' && a) t.mirrors.push({ runId: a, text: text(b) });
-    else if (key === 'backup' && a) t.backupRuns.push(a);
+    else if (key === 'backup-run' && a) t.backupRuns.push(a);
     else if (key === 'reset') t.resetFile = true;
     else if (key === 'main') t.hasMainJson = true;
     else if (key === 'config') t.hasConfigJson = true;
