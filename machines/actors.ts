@@ -7,6 +7,7 @@ import { RegenError, toErrorRecord } from './errors.js';
 import type { NodeFacts } from './port.js';
 import { chooseLeader, planNodes, type PlannedNode } from './plan.js';
 import { actorTypes } from './recovery.js';
+import { isolateOtherServers } from './mesh-steps.js';
 import * as steps from './steps.js';
 
 export interface ActorHooks {
@@ -151,6 +152,7 @@ export function makeActors(d: steps.StepDeps, hooks: ActorHooks = {}): typeof ac
       return null;
     }),
     writeRaftRecovery: fromPromise(async ({ input }) => {
+      await isolateOtherServers(d, input.servers ?? [], input.round);
       await steps.writeRaftRecovery(d, input.leader, input.round);
       return null;
     }),

@@ -174,6 +174,14 @@ export interface NodePort {
   /** Probe: the peers.json content's addresses, or null when there is no such file. */
   probeRaftRecovery(node: string): Promise<string[] | null>;
 
+  /**
+   * Move a stopped mesh server's data/raft into the run's backup directory, so that it joins the new leader as a
+   * fresh voter (probe: probeRaftAside).
+   */
+  moveRaftAside(node: string, runId: string): Promise<void>;
+  /** Probe: `present` while data/raft exists; `aside` when the backup holds it; `none` when there never was any. */
+  probeRaftAside(node: string, runId: string): Promise<'present' | 'aside' | 'none'>;
+
   /** `systemctl stop service-discover` (probe: inspect().serviceActive / serviceActive()). */
   stopService(node: string): Promise<void>;
   startService(node: string): Promise<void>;
@@ -210,6 +218,10 @@ export const SD_DATA_DIR = '/var/lib/service-discover/data';
 export const RESET_FILE = `${SD_DATA_DIR}/acl-bootstrap-reset`;
 export const PEERS_FILE = `${SD_DATA_DIR}/raft/peers.json`;
 export const NODE_ID_FILE = `${SD_DATA_DIR}/node-id`;
+/** A server's raft state (term, configuration, log). */
+export const RAFT_DIR = `${SD_DATA_DIR}/raft`;
+/** Serf's persisted gossip keyrings (LAN; WAN on servers): they win over `encrypt` once they exist. */
+export const SERF_KEYRINGS = [`${SD_DATA_DIR}/serf/local.keyring`, `${SD_DATA_DIR}/serf/remote.keyring`] as const;
 export const CREDENTIALS_FILE = `${SD_CONFIG_DIR}/cluster-credentials.tar.gpg`;
 export const MAIN_JSON = `${SD_CONFIG_DIR}/main.json`;
 export const CONFIG_JSON = `${SD_CONFIG_DIR}/config.json`;

@@ -8,6 +8,8 @@
  *   leader.reset-file          writeResetFile                       probeResetFile
  *   leader.stop                stopService                          serviceActive
  *   leader.wipe                wipe(profile)                        probeWipe
+ *   mesh.stop-server           stopService (other servers)          serviceActive        (machines/mesh-steps.ts)
+ *   mesh.raft-aside            moveRaftAside (other servers)        probeRaftAside       (machines/mesh-steps.ts)
  *   leader.raft-recovery       writeRaftRecovery (several servers)  probeRaftRecovery
  *   leader.setup               setupLeader (first instance)         probeSetup: new credentials, service up
  *   leader.verify              members (a read)                     —
@@ -32,6 +34,8 @@ export const STEP_NAMES = [
   'leader.reset-file',
   'leader.stop',
   'leader.wipe',
+  'mesh.stop-server',
+  'mesh.raft-aside',
   'leader.raft-recovery',
   'leader.setup',
   'leader.verify',

@@ -17,6 +17,8 @@ import {
   RESET_FILE,
   PEERS_FILE,
   NODE_ID_FILE,
+  RAFT_DIR,
+  SERF_KEYRINGS,
   SD_DATA_DIR,
   SD_CONFIG_DIR,
   SD_HOME,
@@ -80,12 +82,40 @@ export function backupDir(runId: string): string {
 }
 
 /** The files the wipe may remove, in backup order (the *.pem glob is expanded on the node). */
-export const BACKED_UP = [CONFIG_JSON, MAIN_JSON, CREDENTIALS_FILE, `${SD_HOME}/*.pem`, PASSWORD_FILE] as const;
+export const BACKED_UP = [CONFIG_JSON, MAIN_JSON, CREDENTIALS_FILE, `${SD_HOME}/*.pem`, PASSWORD_FILE, ...SERF_KEYRINGS] as const;
 
 /** What the wipe removes per profile (seed 000: config.json, main.json, *.pem; seed 002: *.pem). */
 export function wipedPaths(profile: Profile): string[] {
   const pem = `${SD_HOME}/*.pem`;
-  return profile === 'current' ? [CONFIG_JSON, MAIN_JSON, pem] : [pem];
+  // The gossip keyrings go too, whatever the profile: a kept keyring wins over the new `encrypt` key.
+  return profile === 'current' ? [CONFIG_JSON, MAIN_JSON, pem, ...SERF_KEYRINGS] : [pem, ...SERF_KEYRINGS];
+}
+
+/**
+ * Moves data/raft of a mesh server that does not lead into the run's backup directory (copied, synced, renamed,
+ * then removed), so that it joins the new leader as a fresh voter. Refuses while the service runs.
+ */
+export function moveRaftAside(runId: string): string {
+  const target = `${backupDir(runId)}${RAFT_DIR}`;
+  return script(
+    `if systemctl is-active --quiet ${UNIT}; then echo 'regen:running'; exit 4; fi`,
+    `D=${RAFT_DIR}; T=${shq(target)}`,
+    'if [ -d "$D" ]; then',
+    '  if [ ! -d "$T" ]; then',
+    `    mkdir -p "$(dirname "$T")" && rm -rf "$T.partial" && cp -a "$D" "$T.partial" && sync && mv "$T.partial" "$T" || { echo 'regen:copy-failed'; exit 6; }`,
+    '  fi',
+    '  rm -rf "$D" && sync',
+    'fi',
+    `echo 'regen:aside'`,
+  );
+}
+
+/** Probe of moveRaftAside: `regen:present` while data/raft exists, else `regen:aside` (copy kept) or `regen:none`. */
+export function probeRaftAside(runId: string): string {
+  const target = `${backupDir(runId)}${RAFT_DIR}`;
+  return script(
+    `if [ -e ${RAFT_DIR} ]; then echo 'regen:present'; elif [ -d ${shq(target)} ]; then echo 'regen:aside'; else echo 'regen:none'; fi`,
+  );
 }
 
 // ---- snippets shared by several scripts ------------------------------------------------------------------------

@@ -300,6 +300,24 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
       return parseRaftRecovery(res.stdout, node);
     },
 
+    async moveRaftAside(node: string, runId: string): Promise<void> {
+      const res = await run(node, 'move data/raft aside', build(() => cmd.moveRaftAside(runId)));
+      if (res.stdout.includes('regen:running')) {
+        throw new NeedsOperatorError(`service-discover runs again on ${node}: its raft data cannot be moved aside`, {
+          node,
+          hint: 'stop it (systemctl stop service-discover), then regen resume',
+        });
+      }
+      if (res.code !== 0 || !res.stdout.includes('regen:aside')) throw failed(node, 'moving data/raft into the backup directory', res);
+    },
+
+    async probeRaftAside(node: string, runId: string): Promise<'present' | 'aside' | 'none'> {
+      const res = await run(node, 'probe data/raft', build(() => cmd.probeRaftAside(runId)));
+      if (res.code !== 0) throw failed(node, 'looking for data/raft', res);
+      if (res.stdout.includes('regen:present')) return 'present';
+      return res.stdout.includes('regen:aside') ? 'aside' : 'none';
+    },
+
     async stopService(node: string): Promise<void> {
       const res = await run(node, 'systemctl stop', cmd.stopService());
       if (res.code !== 0) throw failed(node, 'systemctl stop service-discover', res);

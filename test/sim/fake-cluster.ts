@@ -18,7 +18,8 @@ import type {
   SetupProbe,
   TokenInfo,
 } from '../../machines/port.js';
-import { BACKUP_ROOT } from '../../machines/port.js';
+import { BACKUP_ROOT, RAFT_DIR, SERF_KEYRINGS } from '../../machines/port.js';
+import { meshProblems } from './proof.js';
 import { CommandFailedError, NodeUnreachableError, OutcomeUnknownError } from '../../machines/errors.js';
 import { Secret } from '../../adapters/secrets/secret.js';
 import { FakeCrypto } from './fake-crypto.js';
@@ -44,13 +45,11 @@ import {
   aclBootstrap,
   agentMembers,
   bootstrapFailureText,
-  consulNodeName,
   currentLeader,
   defaultRandomBytes,
   emptyClusterState,
   identity,
   localconfigXml,
-  memberView,
   parseResetIndex,
   resolveHost,
   serviceActive,
@@ -76,6 +75,7 @@ export type EffectMethod =
   | 'backup'
   | 'writeResetFile'
   | 'writeRaftRecovery'
+  | 'moveRaftAside'
   | 'stopService'
   | 'startService'
   | 'wipe'
@@ -88,6 +88,7 @@ const EFFECT_METHODS: ReadonlySet<string> = new Set<EffectMethod>([
   'backup',
   'writeResetFile',
   'writeRaftRecovery',
+  'moveRaftAside',
   'stopService',
   'startService',
   'wipe',
@@ -476,7 +477,7 @@ export function createFakeCluster(opts: FakeClusterOptions = {}): FakeCluster {
   const wipeTargets = (node: string, profile: Profile): string[] => {
     const fs = fsOf(node);
     const listed = profile === 'current' ? [CONFIG_JSON, MAIN_JSON].filter((p) => fs.exists(p)) : [];
-    return [...listed, ...pemFiles(node)];
+    return [...listed, ...pemFiles(node), ...SERF_KEYRINGS.filter((p) => fs.exists(p))];
   };
   const backupDir = (runId: string): string => `${BACKUP_ROOT}/${runId}`;
   const readManifest = (node: string, runId: string): BackupManifest | null => {
@@ -607,7 +608,7 @@ export function createFakeCluster(opts: FakeClusterOptions = {}): FakeCluster {
         if (existing !== null) return existing;
         const fs = fsOf(node);
         const dir = backupDir(runId);
-        const sources = [CONFIG_JSON, MAIN_JSON, ...pemFiles(node), CREDENTIALS_FILE, PASSWORD_FILE].filter((p) => fs.exists(p));
+        const sources = [CONFIG_JSON, MAIN_JSON, ...pemFiles(node), CREDENTIALS_FILE, PASSWORD_FILE, ...SERF_KEYRINGS].filter((p) => fs.exists(p));
         const out: BackupFile[] = [];
         for (const path of sources) {
           const data = fs.read(path) ?? Buffer.alloc(0);
@@ -660,6 +661,23 @@ export function createFakeCluster(opts: FakeClusterOptions = {}): FakeCluster {
         const raw = fsOf(node).read(PEERS_JSON);
         if (raw === null) return null;
         return (JSON.parse(raw.toString('utf8')) as Array<{ address: string }>).map((e) => e.address);
+      }),
+
+    moveRaftAside: (node, runId) =>
+      call(node, 'moveRaftAside', () => {
+        if (serviceActive(world, node)) throw new SimError('regen:running');
+        const fs = fsOf(node);
+        for (const f of fs.list(RAFT_DIR)) {
+          const data = fs.read(`${RAFT_DIR}/${f}`) ?? Buffer.alloc(0);
+          fs.write(`${backupDir(runId)}${RAFT_DIR}/${f}`, data, { owner: SD_USER, group: SD_USER, mode: 0o600 });
+          fs.remove(`${RAFT_DIR}/${f}`);
+        }
+      }),
+    probeRaftAside: (node, runId) =>
+      call(node, 'probeRaftAside', () => {
+        const fs = fsOf(node);
+        if (fs.list(RAFT_DIR).length > 0) return 'present' as const;
+        return fs.list(`${backupDir(runId)}${RAFT_DIR}`).length > 0 ? ('aside' as const) : ('none' as const);
       }),
 
     stopService: (node) => call(node, 'stopService', () => stopAgent(world, node)),
@@ -763,25 +781,18 @@ export interface HealthReport {
   problems: string[];
 }
 
-/** Every node an alive member of the right type (as the leader sees it) and every credentials file the leader's. */
+/**
+ * The mesh is healthy when exactly one server leads and every node is proven back (test/sim/proof.ts: RPC through
+ * its own agent with the new token, certificate and CA the leader's, keyring exactly the new key), and every
+ * credentials file is the leader's.
+ */
 export function healthy(cluster: FakeCluster): HealthReport {
   const w = cluster.world;
-  const problems: string[] = [];
-  const leader = currentLeader(w);
-  if (leader === null) return { ok: false, leader, problems: ['no leader'] };
-  const view = memberView(w, leader);
+  const { leader, problems } = meshProblems(w, cluster.nodes);
+  if (leader === null) return { ok: false, leader, problems };
   const leaderSha = cluster.node(leader).fs.read(CREDENTIALS_FILE);
   const expectedSha = leaderSha === null ? null : sha256(leaderSha);
-  if (expectedSha === null) problems.push(`${leader}: no credentials file`);
   for (const name of cluster.nodes) {
-    const id = identity(w, name);
-    const host = name;
-    const nodeName = consulNodeName(id.kind, host);
-    const m = view.find((x) => x.Name === nodeName);
-    const type = id.kind === 'server' ? 'consul' : 'node';
-    if (m === undefined) problems.push(`${name}: not a member`);
-    else if (m.Status !== 1) problems.push(`${name}: ${MEMBER_STATUS[m.Status]}`);
-    else if (m.Tags.role !== type) problems.push(`${name}: member of the wrong type`);
     const b = cluster.node(name).fs.read(CREDENTIALS_FILE);
     if (b === null || sha256(b) !== expectedSha) problems.push(`${name}: credentials differ from the leader's`);
   }
