@@ -68,7 +68,7 @@ export function plannedSteps(ctx: RegenContext, n: PlannedNode): PlannedStep[] {
     scripts: scripts.map((x) => ({ ...x, script: unplaceholder(x.script) })),
   });
   const onNode = (script: string, stdin?: string) => ({ node: n.name, script, ...(stdin === undefined ? {} : { stdin }) });
-  const backupFiles = [CONFIG_JSON, MAIN_JSON, CREDENTIALS_FILE, `${SD_HOME}/*.pem`, PASSWORD_FILE].map((p) => p.split('/').pop()).join(' ');
+  const backupFiles = [CONFIG_JSON, MAIN_JSON, CREDENTIALS_FILE, `${SD_HOME}/*.pem`, PASSWORD_FILE, 'data/serf/*.keyring'].map((p) => p.split('/').pop()).join(' ');
   const backup = s('backup', `cp -a ${backupFiles} → ${BACKUP_ROOT}/${run}/   (owners and modes kept, sha256 recorded)`, [onNode(cmd.backup(PLAN_RUN_ID))]);
   const secret = 'the mesh secret (one line)';
   if (n.role === 'leader') {
@@ -90,8 +90,17 @@ export function plannedSteps(ctx: RegenContext, n: PlannedNode): PlannedStep[] {
     n.kind === 'agent'
       ? s('follower.setup', `service-discover setup --wizard   (bind ${n.bindAddress} and the secret on stdin)`, [onNode(cmd.setupAgentJoin(), `${n.bindAddress}, then ${secret}`)])
       : s('follower.setup', `service-discover setup ${n.bindAddress} --password=${MASK}   (secret via stdin)`, [onNode(cmd.setupServerJoin(n.bindAddress), secret)]);
+  // With several mesh servers the others stop (after their backup) and set data/raft aside before the leader restarts.
+  const isolate =
+    n.kind === 'server' && ctx.nodes.filter((x) => x.kind === 'server').length > 1
+      ? [
+          s('mesh.stop-server', 'systemctl stop service-discover   (before the leader restarts: no rival leader)', [onNode(cmd.stopService())]),
+          s('mesh.raft-aside', `mv ${SD_HOME}/data/raft → ${BACKUP_ROOT}/${run}/   (joins the new leader as a fresh voter)`, [onNode(cmd.moveRaftAside(PLAN_RUN_ID))]),
+        ]
+      : [];
   return [
     backup,
+    ...isolate,
     s('follower.copy-credentials', `${leader}:${CREDENTIALS_FILE} → this node (sha256 checked)`, [
       { node: leader, script: cmd.readCredentials() },
       onNode(cmd.writeCredentials(SHA_PLACEHOLDER), 'the leader\'s new cluster-credentials.tar.gpg'),

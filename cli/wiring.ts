@@ -167,6 +167,8 @@ function describeStep(step: string): string {
     'leader.wipe': 'rm config.json main.json *.pem',
     'follower.wipe': 'rm config.json main.json *.pem',
     'leader.raft-recovery': 'write data/raft/peers.json (this server alone)',
+    'mesh.stop-server': 'systemctl stop service-discover',
+    'mesh.raft-aside': 'mv data/raft → backup',
     'leader.setup': 'service-discover setup --first-instance',
     'follower.setup': 'service-discover setup',
     'follower.copy-credentials': 'copy cluster-credentials.tar.gpg',

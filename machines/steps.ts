@@ -157,6 +157,8 @@ export async function stopService(d: StepDeps, node: PlannedNode, step: 'leader.
     step,
     node: node.name,
     round,
+    // A mesh server was already stopped before the leader's restart (mesh.stop-server): look before stopping.
+    probeFirst: step === 'follower.stop' && node.kind === 'server',
     probe: async () => ((await d.port.serviceActive(node.name)) ? { state: 'not-done' } : { state: 'done', result: null }),
     apply: async () => {
       await d.port.stopService(node.name);
