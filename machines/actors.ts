@@ -7,7 +7,7 @@ import { RegenError, toErrorRecord } from './errors.js';
 import type { NodeFacts } from './port.js';
 import { chooseLeader, planNodes, type PlannedNode } from './plan.js';
 import { actorTypes } from './recovery.js';
-import { isolateOtherServers } from './mesh-steps.js';
+import { isolateOtherServers, revokeOldTokens } from './mesh-steps.js';
 import * as steps from './steps.js';
 
 export interface ActorHooks {
@@ -201,6 +201,6 @@ export function makeActors(d: steps.StepDeps, hooks: ActorHooks = {}): typeof ac
       await steps.finalVerify(d, input.leader, input.nodes, input.credentialsSha256);
       return null;
     }),
-    revokeOldTokens: fromPromise(({ input }) => steps.revokeOldTokens(d, input.leader)),
+    revokeOldTokens: fromPromise(({ input }) => revokeOldTokens(d, input.leader)),
   };
 }

@@ -64,3 +64,57 @@ export async function isolateOtherServers(d: StepDeps, servers: readonly Planned
   for (const s of servers) await stopOtherServer(d, s, round);
   for (const s of servers) await moveRaftAside(d, s, round);
 }
+
+export interface HardenReport {
+  /** AccessorID of the new bootstrap token, the one kept. */
+  kept: string;
+  revoked: string[];
+  /** Old `server-*` / `agent-*` tokens (created before the new bootstrap), listed for the operator. */
+  oldNodeTokens: Array<{ accessorId: string; description: string; policies: string[] }>;
+}
+
+/**
+ * `--revoke-old-tokens`: keeps exactly the token whose AccessorID is in the new credentials (read on the leader
+ * with `consul acl token read -self`, the token this very call uses, so it is never deleted) and revokes the older
+ * management tokens. A management token created after the new one stops the run for the operator, named: it is
+ * never kept silently and never deleted unasked.
+ */
+export async function revokeOldTokens(d: StepDeps, leader: PlannedNode): Promise<HardenReport> {
+  const secret = await d.secret();
+  const keep = await d.port.selfAccessor(leader.name, secret);
+  const tokens = await d.port.listTokens(leader.name, secret);
+  const kept = tokens.find((t) => t.accessorId === keep);
+  if (kept === undefined) {
+    throw new NeedsOperatorError(`the token of the new credentials (${keep}) is not in the leader's token list`, {
+      node: leader.name,
+      hint: 'check the mesh by hand (consul acl token list); nothing was revoked',
+    });
+  }
+  const mgmt = tokens.filter((t) => t.accessorId !== keep && t.policies.includes('global-management'));
+  const newer = mgmt.filter((t) => t.createIndex > kept.createIndex);
+  if (newer.length > 0) {
+    const names = newer.map((t) => `${t.accessorId} ("${t.description}", created ${t.createTime}, index ${t.createIndex})`);
+    throw new NeedsOperatorError(`management token(s) created after the new bootstrap token: ${names.join('; ')}. Someone holding an old management token may have minted them`, {
+      node: leader.name,
+      hint: 'find out who created them; delete them by hand (consul acl token delete -id ID) if they are not yours, then regen resume; nothing was revoked',
+    });
+  }
+  const revoked: string[] = [];
+  for (const t of mgmt) {
+    await durableStep<null>(d.journal, {
+      step: 'harden.revoke',
+      node: `${leader.name}#${t.accessorId}`,
+      probe: async () =>
+        (await d.port.listTokens(leader.name, secret)).some((x) => x.accessorId === t.accessorId) ? { state: 'not-done' } : { state: 'done', result: null },
+      apply: async () => {
+        await d.port.deleteToken(leader.name, secret, t.accessorId);
+        return null;
+      },
+    });
+    revoked.push(t.accessorId);
+  }
+  const oldNodeTokens = tokens
+    .filter((t) => t.createIndex < kept.createIndex && t.policies.some((p) => /^(server|agent)-/.test(p)))
+    .map((t) => ({ accessorId: t.accessorId, description: t.description, policies: t.policies }));
+  return { kept: keep, revoked, oldNodeTokens };
+}

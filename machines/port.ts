@@ -147,6 +147,8 @@ export interface NodePort {
   secretOpensCredentials(node: string, secret: Secret): Promise<boolean>;
   /** Bytes of cluster-credentials.tar.gpg (it is encrypted; regen keeps only its sha256). Null if absent. */
   readCredentials(node: string): Promise<{ bytes: Buffer; sha256: string } | null>;
+  /** AccessorID of the token in the node's credentials (`consul acl token read -self`); an AccessorID is not secret. */
+  selfAccessor(node: string, secret: Secret): Promise<string>;
   /** Management tokens visible with the new bootstrap token (harden step). */
   listTokens(node: string, secret: Secret): Promise<TokenInfo[]>;
 

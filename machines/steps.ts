@@ -380,27 +380,3 @@ export async function finalVerify(d: StepDeps, leader: PlannedNode, nodes: Plann
 export interface RevokeReport {
   revoked: string[];
 }
-
-/** Optional hardening: delete management tokens older than the new bootstrap token (a reset leaves them valid). */
-export async function revokeOldTokens(d: StepDeps, leader: PlannedNode): Promise<RevokeReport> {
-  const secret = await d.secret();
-  const tokens = await d.port.listTokens(leader.name, secret);
-  const mgmt = tokens.filter((t) => t.policies.includes('global-management'));
-  const newest = mgmt.reduce((a, t) => (t.createIndex > a ? t.createIndex : a), -1);
-  const old = mgmt.filter((t) => t.createIndex < newest);
-  const revoked: string[] = [];
-  for (const t of old) {
-    await durableStep<null>(d.journal, {
-      step: 'harden.revoke',
-      node: `${leader.name}#${t.accessorId}`,
-      probe: async () =>
-        (await d.port.listTokens(leader.name, secret)).some((x) => x.accessorId === t.accessorId) ? { state: 'not-done' } : { state: 'done', result: null },
-      apply: async () => {
-        await d.port.deleteToken(leader.name, secret, t.accessorId);
-        return null;
-      },
-    });
-    revoked.push(t.accessorId);
-  }
-  return { revoked };
-}

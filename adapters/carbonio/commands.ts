@@ -253,6 +253,15 @@ export function listTokens(): string {
   );
 }
 
+/** The AccessorID of the token in the node's credentials (the one every call with them uses), as `self=ID`. stdin: the mesh secret. */
+export function selfAccessor(): string {
+  return script(
+    TOKEN_FROM_CREDENTIALS,
+    `S=$(consul acl token read -self -format=json) || exit $?`,
+    `printf 'self=%s\\n' "$(printf '%s\\n' "$S" | sed -n 's/.*"AccessorID"[[:space:]]*:[[:space:]]*"\\([^"]*\\)".*/\\1/p' | head -n 1)"`,
+  );
+}
+
 /**
  * `consul acl bootstrap`, expected to fail with the reset index. If it succeeds the cluster was never
  * bootstrapped and its output holds a management token: the output goes to a root-only file on the node and only

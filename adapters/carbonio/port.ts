@@ -215,6 +215,15 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
       return { bytes, sha256 };
     },
 
+    async selfAccessor(node: string, secret: Secret): Promise<string> {
+      const res = await run(node, 'consul acl token read -self', cmd.selfAccessor(), { stdin: secretLine(secret) });
+      const problem = tokenFailure(node, 'consul acl token read -self', res);
+      if (problem !== null) throw problem;
+      const m = /^self=([0-9a-f-]{36})$/m.exec(res.stdout);
+      if (res.code !== 0 || m?.[1] === undefined) throw failed(node, 'consul acl token read -self', res, undefined, secret);
+      return m[1];
+    },
+
     async listTokens(node: string, secret: Secret): Promise<TokenInfo[]> {
       const res = await run(node, 'consul acl token list', cmd.listTokens(), { stdin: secretLine(secret) });
       const problem = tokenFailure(node, 'consul acl token list', res);

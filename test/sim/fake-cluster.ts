@@ -61,6 +61,7 @@ import {
   stopAgent,
   tokenDelete,
   tokenList,
+  tokenSelf,
   type ClusterState,
   type MemberJson,
   type NodeIdentity,
@@ -570,6 +571,15 @@ export function createFakeCluster(opts: FakeClusterOptions = {}): FakeCluster {
       call(node, 'readCredentials', () => {
         const b = fsOf(node).read(CREDENTIALS_FILE);
         return b === null ? null : { bytes: b, sha256: sha256(b) };
+      }),
+
+    selfAccessor: (node, s) =>
+      call(node, 'selfAccessor', () => {
+        try {
+          return tokenSelf(world, node, tokenFromCredentials(node, s)).AccessorID;
+        } catch (e) {
+          throw consulError('Error reading token', 'http://127.0.0.1:8500/v1/acl/token/self', e);
+        }
       }),
 
     listTokens: (node, s) =>
