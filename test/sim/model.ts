@@ -522,7 +522,11 @@ export function startAgent(w: World, node: string): void {
     rt.raft = emptyRaft();
     rt.raftPeers = [];
   }
-  if (server) fs.write(RAFT_DB, 'raft', { owner: SD_USER, group: SD_USER, mode: 0o600 });
+  if (server) {
+    fs.mkdir(SD_DATA_DIR, { owner: SD_USER, group: SD_USER, mode: 0o700 });
+    fs.mkdir(`${SD_DATA_DIR}/raft`, { owner: SD_USER, group: SD_USER, mode: 0o700 });
+    fs.write(RAFT_DB, 'raft', { owner: SD_USER, group: SD_USER, mode: 0o600 });
+  }
   if (server && fs.exists(PEERS_JSON)) {
     rt.raftPeers = peersFromRecoveryFile(w, fs.read(PEERS_JSON) ?? Buffer.alloc(0));
     recoverFromPeers((rt.raft ??= emptyRaft()), rt.raftPeers);
