@@ -13,6 +13,7 @@
  */
 import { durableStep } from './durable.js';
 import { NeedsOperatorError } from './errors.js';
+import type { Secret } from '../adapters/secrets/secret.js';
 import type { PlannedNode } from './plan.js';
 import type { StepDeps } from './steps.js';
 
@@ -117,4 +118,23 @@ export async function revokeOldTokens(d: StepDeps, leader: PlannedNode): Promise
     .filter((t) => t.createIndex < kept.createIndex && t.policies.some((p) => /^(server|agent)-/.test(p)))
     .map((t) => ({ accessorId: t.accessorId, description: t.description, policies: t.policies }));
   return { kept: keep, revoked, oldNodeTokens };
+}
+
+/** The leader's CA fingerprint, as the leader itself shows it (the reference every node's CA must equal). */
+export async function leaderCaSha256(d: StepDeps, leader: PlannedNode, secret: Secret): Promise<string | null> {
+  return (await d.port.proveNode(leader.name, secret)).caSha256;
+}
+
+/**
+ * Why `node` is not proven back, or null when it is: an RPC through its own agent with the new token works, its
+ * certificate verifies against its CA, that CA is the leader's, and its keyring is exactly the new gossip key.
+ * `alive` in the members list proves none of this (serf alone decides it).
+ */
+export async function whyNotBack(d: StepDeps, node: PlannedNode, secret: Secret, leaderCa: string | null): Promise<string | null> {
+  const p = await d.port.proveNode(node.name, secret);
+  if (p.rpcError !== null) return `RPC through its own agent fails: ${p.rpcError}`;
+  if (p.caSha256 === null || p.caSha256 !== leaderCa) return "its CA is not the leader's";
+  if (!p.certVerifies) return 'its certificate does not verify against the CA (openssl verify)';
+  if (!p.keyringExact) return 'its gossip keyring is not exactly the new key';
+  return null;
 }

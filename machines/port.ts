@@ -131,6 +131,18 @@ export interface TokenInfo {
   createTime: string;
 }
 
+/** What a node shows of itself with its own credentials (proveNode): the proof it is back, not gossip alone. */
+export interface NodeProof {
+  /** null when `consul catalog nodes` through its own agent with its credentials' token worked; else what it said. */
+  rpcError: string | null;
+  /** sha256 of its consul-agent-ca.pem; null when absent. */
+  caSha256: string | null;
+  /** `openssl verify` of its own certificate against that CA passed. */
+  certVerifies: boolean;
+  /** `consul keyring -list` shows exactly the gossip key of its credentials. */
+  keyringExact: boolean;
+}
+
 export interface NodePort {
   // ---- read-only ----------------------------------------------------------------------------------------------
   /** Preflight inspection of one node. Throws NodeUnreachableError if it cannot be reached. */
@@ -147,6 +159,8 @@ export interface NodePort {
   secretOpensCredentials(node: string, secret: Secret): Promise<boolean>;
   /** Bytes of cluster-credentials.tar.gpg (it is encrypted; regen keeps only its sha256). Null if absent. */
   readCredentials(node: string): Promise<{ bytes: Buffer; sha256: string } | null>;
+  /** Read-only proof that the node is back (RPC with the new token, CA, certificate, keyring); secret on stdin. */
+  proveNode(node: string, secret: Secret): Promise<NodeProof>;
   /** AccessorID of the token in the node's credentials (`consul acl token read -self`); an AccessorID is not secret. */
   selfAccessor(node: string, secret: Secret): Promise<string>;
   /** Management tokens visible with the new bootstrap token (harden step). */

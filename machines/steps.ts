@@ -26,6 +26,7 @@ import type { Store } from '../store/types.js';
 import { durableStep, type Journal, type Probe } from './durable.js';
 import { CommandFailedError, NeedsOperatorError, RegenError } from './errors.js';
 import type { BackupManifest, MeshKind, NodePort, Member } from './port.js';
+import { leaderCaSha256, whyNotBack } from './mesh-steps.js';
 import type { PlannedNode } from './plan.js';
 
 export const STEP_NAMES = [
@@ -281,12 +282,17 @@ export async function verifyMember(d: StepDeps, leader: PlannedNode, node: Plann
     apply: async () => {
       const secret = await d.secret();
       let last = 'not listed';
+      const ca = await leaderCaSha256(d, leader, secret);
       await waitFor(
         d,
         async () => {
           const m = memberOf(await d.port.members(leader.name, secret), node);
           last = m ? `${m.status} ${m.type}` : 'not listed';
-          return m !== undefined && m.status === 'alive' && m.type === expectedType(node.kind ?? 'agent');
+          if (m === undefined || m.status !== 'alive' || m.type !== expectedType(node.kind ?? 'agent')) return false;
+          // Alive is gossip only: the node is back when it proves it (RPC, CA, certificate, keyring).
+          const why = await whyNotBack(d, node, secret, ca);
+          if (why !== null) last = `alive, but ${why}`;
+          return why === null;
         },
         () => `${node.name} to be an alive ${node.kind} (last seen: ${last})`,
       );
@@ -320,8 +326,15 @@ export async function setupFollower(d: StepDeps, leader: PlannedNode, node: Plan
   const kind = node.kind ?? 'agent';
   const probe = async (): Promise<Probe<null>> => {
     if (!(await d.port.serviceActive(node.name))) return { state: 'not-done' };
-    const m = memberOf(await d.port.members(leader.name, await d.secret()), node);
-    return m && m.status === 'alive' && m.type === expectedType(kind) ? { state: 'done', result: null } : { state: 'not-done' };
+    const secret = await d.secret();
+    const m = memberOf(await d.port.members(leader.name, secret), node);
+    if (!m || m.status !== 'alive' || m.type !== expectedType(kind)) return { state: 'not-done' };
+    // A node left alive with its old setup (never set up again) is not done: it must prove it is back.
+    try {
+      return (await whyNotBack(d, node, secret, await leaderCaSha256(d, leader, secret))) === null ? { state: 'done', result: null } : { state: 'not-done' };
+    } catch {
+      return { state: 'not-done' };
+    }
   };
   await durableStep<null>(d.journal, {
     step: 'follower.setup',
@@ -354,11 +367,16 @@ export async function finalVerify(d: StepDeps, leader: PlannedNode, nodes: Plann
         async () => {
           problems = [];
           const members = await d.port.members(leader.name, secret);
+          const ca = await leaderCaSha256(d, leader, secret);
           for (const n of nodes) {
             const m = memberOf(members, n);
             const want = expectedType(n.kind ?? 'agent');
             if (!m) problems.push(`${n.name}: not a member`);
             else if (m.status !== 'alive' || m.type !== want) problems.push(`${n.name}: ${m.status} ${m.type} (want alive ${want})`);
+            else {
+              const why = await whyNotBack(d, n, secret, ca);
+              if (why !== null) problems.push(`${n.name}: alive, but ${why}`);
+            }
           }
           return problems.length === 0;
         },

@@ -253,6 +253,36 @@ export function listTokens(): string {
   );
 }
 
+/**
+ * What proves a node is back, measured on the node (stdin: the mesh secret, read once into the shell): an RPC
+ * through its own agent (`consul catalog nodes`) with the token of its credentials; the sha256 of its CA; `openssl
+ * verify` of its certificate against that CA; whether `consul keyring -list` shows exactly the gossip key of its
+ * credentials. Neither the token nor the key is printed: lines `rpc=`, `ca=`, `cert=`, `keyring=`.
+ */
+export function proveNode(): string {
+  const gpg = `GNUPGHOME="$G" gpg --batch --quiet --pinentry-mode loopback --passphrase-fd 0 --decrypt "$C"`;
+  return script(
+    `C=${CREDENTIALS_FILE}`,
+    `[ -f "$C" ] || { echo 'regen:no-credentials'; exit 3; }`,
+    'IFS= read -r P || exit 3',
+    'G=$(mktemp -d) || exit 70',
+    `trap 'gpgconf --homedir "$G" --kill gpg-agent >/dev/null 2>&1; rm -rf "$G"' EXIT`,
+    `trap 'exit 143' HUP INT TERM`,
+    `member() { printf '%s\\n' "$P" | ${gpg} 2>/dev/null | tar xOf - "$1" 2>/dev/null; }`,
+    `CONSUL_HTTP_TOKEN=$(member consul-acl-secret.json | sed -n 's/.*"SecretID"[[:space:]]*:[[:space:]]*"\\([^"]*\\)".*/\\1/p' | head -n 1)`,
+    `[ -n "$CONSUL_HTTP_TOKEN" ] || { echo 'regen:bad-secret'; exit 3; }`,
+    'export CONSUL_HTTP_TOKEN',
+    'K=$(member gossip-key)',
+    `if consul catalog nodes >/dev/null 2>"$G/rpc.err"; then echo 'rpc=ok'; else echo "rpc=$(head -c 300 "$G/rpc.err" | tr '\\n' ' ')"; fi`,
+    `CA=${SD_HOME}/consul-agent-ca.pem`,
+    `if [ -f "$CA" ]; then echo "ca=$(sha256sum < "$CA" | cut -d' ' -f1)"; else echo 'ca='; fi`,
+    `CERT=$(ls ${SD_HOME}/dc1-server-consul-0.pem ${SD_HOME}/dc1-client-consul-0.pem 2>/dev/null | head -n 1)`,
+    `if [ -n "$CERT" ] && openssl verify -CAfile "$CA" "$CERT" >/dev/null 2>&1; then echo 'cert=ok'; else echo 'cert=bad'; fi`,
+    `KEYS=$(consul keyring -list 2>/dev/null | sed -n 's/^[[:space:]]*\\([A-Za-z0-9+/=]*\\) \\[[0-9]*\\/[0-9]*\\]$/\\1/p' | sort -u)`,
+    `if [ -n "$K" ] && [ "$KEYS" = "$K" ]; then echo 'keyring=exact'; else echo "keyring=differs $(printf '%s\\n' "$KEYS" | grep -c .)"; fi`,
+  );
+}
+
 /** The AccessorID of the token in the node's credentials (the one every call with them uses), as `self=ID`. stdin: the mesh secret. */
 export function selfAccessor(): string {
   return script(

@@ -14,6 +14,7 @@ import type {
   Profile,
   ResetIndexReading,
   SetupProbe,
+  NodeProof,
   TokenInfo,
 } from '../../machines/port.js';
 import { MASK, Secret } from '../secrets/secret.js';
@@ -213,6 +214,22 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
         throw new CommandFailedError(node, `cluster-credentials.tar.gpg read from ${node} does not match the node's sha256 (changed while read, or damaged in transit)`, res.code, 'retry the step');
       }
       return { bytes, sha256 };
+    },
+
+    async proveNode(node: string, secret: Secret): Promise<NodeProof> {
+      const res = await run(node, 'prove the node is back', cmd.proveNode(), { stdin: secretLine(secret) });
+      if (res.stdout.includes('regen:no-credentials') || res.stdout.includes('regen:bad-secret') || res.code !== 0) {
+        throw failed(node, 'proving the node is back (its credentials do not open with the secret, or are missing)', res, undefined, secret);
+      }
+      const field = (k: string): string | null => new RegExp(`^${k}=(.*)$`, 'm').exec(res.stdout)?.[1] ?? null;
+      const rpc = field('rpc');
+      const ca = field('ca');
+      return {
+        rpcError: rpc === 'ok' ? null : (rpc ?? 'no answer'),
+        caSha256: ca !== null && /^[0-9a-f]{64}$/.test(ca) ? ca : null,
+        certVerifies: field('cert') === 'ok',
+        keyringExact: field('keyring') === 'exact',
+      };
     },
 
     async selfAccessor(node: string, secret: Secret): Promise<string> {

@@ -17,6 +17,7 @@ import type {
   ResetIndexReading,
   SetupProbe,
   TokenInfo,
+  NodeProof,
 } from '../../machines/port.js';
 import { BACKUP_ROOT, RAFT_DIR, SERF_KEYRINGS } from '../../machines/port.js';
 import { meshProblems } from './proof.js';
@@ -62,6 +63,10 @@ import {
   tokenDelete,
   tokenList,
   tokenSelf,
+  catalogNodes,
+  certChains,
+  keyringList,
+  CA_PEM,
   type ClusterState,
   type MemberJson,
   type NodeIdentity,
@@ -571,6 +576,35 @@ export function createFakeCluster(opts: FakeClusterOptions = {}): FakeCluster {
       call(node, 'readCredentials', () => {
         const b = fsOf(node).read(CREDENTIALS_FILE);
         return b === null ? null : { bytes: b, sha256: sha256(b) };
+      }),
+
+    proveNode: (node, s) =>
+      call(node, 'proveNode', (): NodeProof => {
+        const fs = fsOf(node);
+        const members = world.crypto.unpack(fs.read(CREDENTIALS_FILE) ?? Buffer.alloc(0), s.reveal());
+        if (members === null) throw new SimError('regen:bad-secret', 3);
+        const token = tokenFromCredentials(node, s);
+        let rpcError: string | null = null;
+        try {
+          catalogNodes(world, node, token);
+        } catch (e) {
+          rpcError = consulError('Error listing nodes', 'http://127.0.0.1:8500/v1/catalog/nodes', e).message;
+        }
+        const ca = fs.read(CA_PEM);
+        const cert = fs.read(`${SD_HOME}/dc1-server-consul-0.pem`) ?? fs.read(`${SD_HOME}/dc1-client-consul-0.pem`);
+        const key = members.get('gossip-key')?.toString('utf8');
+        let keys: string[] = [];
+        try {
+          keys = Object.keys(keyringList(world, node, token)[0]?.Keys ?? {});
+        } catch {
+          keys = [];
+        }
+        return {
+          rpcError,
+          caSha256: ca === null ? null : sha256(ca),
+          certVerifies: ca !== null && cert !== null && certChains(world, ca, cert),
+          keyringExact: key !== undefined && keys.length === 1 && keys[0] === key,
+        };
       }),
 
     selfAccessor: (node, s) =>

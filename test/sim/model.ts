@@ -10,7 +10,7 @@
  */
 import { createHash, randomBytes as nodeRandomBytes } from 'node:crypto';
 import { bootstrapAlone, emptyRaft, hasRef, recoverFromPeers, settle, type RaftServer } from './raft.js';
-import { canGossip, keyringAtStart } from './serf.js';
+import { canGossip, keyringAtStart, readKeyring } from './serf.js';
 import type { MeshKind, Profile } from '../../machines/port.js';
 import {
   CONFIG_JSON,
@@ -87,6 +87,14 @@ export interface CredentialsCrypto {
   unpack(blob: Buffer, password: string): Map<string, Buffer> | null;
 }
 
+/** Certificates: real X.509 in the lab (test/sim/openssl-tls.ts); without it, the cheap stand-in below. */
+export interface TlsFace {
+  ca(): { pem: string; key: string };
+  cert(caPem: string, caKey: string, cn: string): { pem: string; key: string };
+  /** `openssl verify -CAfile ca cert`. */
+  verifies(caPem: string, certPem: string): boolean;
+}
+
 export interface NodeIdentity {
   /** FQDN, also the inventory name. */
   name: string;
@@ -106,6 +114,7 @@ export interface World {
   nodes(): readonly NodeIdentity[];
   fs(node: string): NodeFs;
   crypto: CredentialsCrypto;
+  tls?: TlsFace;
   /** Liveness face: is the node's agent process alive? (A registered agent whose process died is down.) */
   processRunning(node: string): boolean;
   /** Called once the model registered a start/stop, for faces that run a real agent process. */
@@ -344,6 +353,7 @@ export function caFingerprint(pem: Buffer | string): string {
 }
 
 function makeCa(w: World): { pem: string; key: string } {
+  if (w.tls !== undefined) return w.tls.ca();
   const id = w.randomBytes(16).toString('hex');
   return {
     pem: pemBlock('CERTIFICATE', { kind: 'ca', id, cn: 'Consul Agent CA', at: w.now().toISOString() }),
@@ -351,12 +361,22 @@ function makeCa(w: World): { pem: string; key: string } {
   };
 }
 
-function makeCert(w: World, caPem: Buffer, cn: string): { pem: string; key: string } {
+function makeCert(w: World, caPem: Buffer, caKey: Buffer | null, cn: string): { pem: string; key: string } {
+  if (w.tls !== undefined) {
+    if (caKey === null) throw new SimError('==> CA key file consul-agent-ca-key.pem not found');
+    return w.tls.cert(caPem.toString('utf8'), caKey.toString('utf8'), cn);
+  }
   const serial = w.randomBytes(8).toString('hex');
   return {
     pem: pemBlock('CERTIFICATE', { kind: 'cert', issuer: caFingerprint(caPem), cn, serial }),
     key: pemBlock('EC PRIVATE KEY', { kind: 'key', serial }),
   };
+}
+
+/** Does the certificate chain to the CA? (openssl verify with real X.509, the issuer field with the stand-in) */
+export function certChains(w: World, caPem: Buffer, certPem: Buffer): boolean {
+  if (w.tls !== undefined) return w.tls.verifies(caPem.toString('utf8'), certPem.toString('utf8'));
+  return certIssuer(certPem) === caFingerprint(caPem);
 }
 
 function certIssuer(pem: Buffer): string | null {
@@ -387,13 +407,15 @@ export function tlsCertCreate(
   kind: 'server' | 'client',
   caPem: Buffer | null = null,
   dir = SD_HOME,
+  caKey: Buffer | null = null,
 ): string {
   const fs = w.fs(node);
   const ca = caPem ?? fs.read(`${dir}/consul-agent-ca.pem`);
+  const key = caKey ?? fs.read(`${dir}/consul-agent-ca-key.pem`);
   if (ca === null) throw new SimError('==> CA file consul-agent-ca.pem not found');
   const prefix = kind === 'server' ? 'dc1-server-consul' : 'dc1-client-consul';
   const i = nextCertIndex(fs, prefix, dir);
-  const cert = makeCert(w, ca, kind === 'server' ? 'server.dc1.consul' : 'client.dc1.consul');
+  const cert = makeCert(w, ca, key, kind === 'server' ? 'server.dc1.consul' : 'client.dc1.consul');
   fs.write(`${dir}/${prefix}-${i}.pem`, cert.pem, { owner: 'root', group: 'root', mode: 0o644 });
   fs.write(`${dir}/${prefix}-${i}-key.pem`, cert.key, { owner: 'root', group: 'root', mode: 0o600 });
   return `${prefix}-${i}.pem`;
@@ -513,7 +535,7 @@ export function startAgent(w: World, node: string): void {
   const cfg = readJson(fs, CONFIG_JSON);
   const lanAddresses = id.interfaces.filter((i) => i.name !== 'lo').map((i) => i.address);
   const bindAddr = typeof cfg?.bind_addr === 'string' ? cfg.bind_addr : (lanAddresses[0] ?? '127.0.0.1');
-  const trust = certIssuer(certFile) === caFingerprint(caFile) ? caFingerprint(caFile) : null;
+  const trust = certChains(w, caFile, certFile) ? caFingerprint(caFile) : null;
   const server = main.server === true;
   const nodeName = typeof main.node_name === 'string' ? main.node_name : id.short;
 
@@ -785,6 +807,26 @@ export function catalogNodes(w: World, viewer: string, secretId?: string): strin
   return Object.values(w.state.members)
     .map((m) => m.nodeName)
     .sort();
+}
+
+/**
+ * GET /v1/operator/keyring (keyring:read, a management token here): the LAN pool's keys with how many of the
+ * members this agent gossips with hold each (Consul agent/keyring.go ListKeys answers per pool; the WAN pool is
+ * left out). The keys are read from each member's keyring file.
+ */
+export function keyringList(w: World, viewer: string, secretId?: string): Array<{ WAN: boolean; Keys: Record<string, number>; NumNodes: number }> {
+  const me = upAgent(w, viewer);
+  if (me === null) throw new AgentDownError();
+  requireManagement(resolveToken(w, viewer, secretId), 'keyring:read');
+  const keys: Record<string, number> = {};
+  let numNodes = 0;
+  for (const n of nodeOrder(w)) {
+    const a = upAgent(w, n);
+    if (a === null || !canGossip(a.gossipKeys ?? [a.gossip], me.gossipKeys ?? [me.gossip])) continue;
+    numNodes += 1;
+    for (const k of readKeyring(w.fs(n)) ?? []) keys[k] = (keys[k] ?? 0) + 1;
+  }
+  return [{ WAN: false, Keys: keys, NumNodes: numNodes }];
 }
 
 /** GET /v1/status/leader: `"IP:8300"` or `""`; needs no token. */
@@ -1097,7 +1139,8 @@ function join(w: World, node: string, host: string, bind: string, password: stri
   fs.write(CA_PEM, caPem, { mode: 0o600 });
   strict(fs, CA_PEM);
   const role: MeshKind = id.kind;
-  const certName = tlsCertCreate(w, node, role === 'server' ? 'server' : 'client', caPem);
+  // service-discover writes the CA key to a temporary file for `consul tls cert create`, then removes it.
+  const certName = tlsCertCreate(w, node, role === 'server' ? 'server' : 'client', caPem, SD_HOME, members.get('var/lib/service-discover/consul-agent-ca-key.pem') ?? null);
   strict(fs, `${SD_HOME}/${certName}`);
   strict(fs, `${SD_HOME}/${certName.replace(/\.pem$/, '-key.pem')}`);
   const certBase = role === 'server' ? 'dc1-server-consul-0' : 'dc1-client-consul-0';
