@@ -122,8 +122,16 @@ export async function revokeOldTokens(d: StepDeps, leader: PlannedNode): Promise
 
 /** The leader's CA fingerprint, as the leader itself shows it (the reference every node's CA must equal). */
 export async function leaderCaSha256(d: StepDeps, leader: PlannedNode, secret: Secret): Promise<string | null> {
-  return (await d.port.proveNode(leader.name, secret)).caSha256;
+  // The leader's CA does not change once it is set up: ask it once per process and leader.
+  const key = `${d.runId}:${leader.name}`;
+  const known = leaderCas.get(d)?.get(key);
+  if (known !== undefined) return known;
+  const ca = (await d.port.proveNode(leader.name, secret)).caSha256;
+  if (ca !== null) leaderCas.set(d, new Map([...(leaderCas.get(d) ?? new Map<string, string>()), [key, ca]]));
+  return ca;
 }
+
+const leaderCas = new WeakMap<StepDeps, Map<string, string>>();
 
 /**
  * Why `node` is not proven back, or null when it is: an RPC through its own agent with the new token works, its
