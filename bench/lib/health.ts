@@ -13,6 +13,9 @@ const WATCHED = [
   '/etc/zextras/service-discover/main.json',
   '/etc/zextras/service-discover/cluster-credentials.tar.gpg',
   '/var/lib/service-discover/password',
+  // Serf's gossip keyrings: they outlive the seeds' wipe and would keep the old key, so regen's wipe takes them.
+  '/var/lib/service-discover/data/serf/local.keyring',
+  '/var/lib/service-discover/data/serf/remote.keyring',
 ];
 const WATCHED_GLOB = '/var/lib/service-discover/*.pem';
 
