@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { labFault } from './lab.js';
 import { labSkip, withLab } from './harness.js';
+import { checkProof } from './support/mesh-proof.js';
 import { checkMesh, labArgs, newSecretFile, nodeFingerprint, regenKilledAt, regenSync } from './support/regen-cli.js';
 
 const skip = labSkip();
@@ -34,6 +35,11 @@ describe.skipIf(skip !== null)('regen start recovers the lab', () => {
         const check = await checkMesh(lab, lab.leader, secret);
         expect(check.problems).toEqual([]);
         expect(check.members).toHaveLength(topo.nodes);
+        if (topo.servers > 1) {
+          // Checked independently: one leader, every server a voter, every node proven back.
+          const proof = await checkProof(lab, lab.leader, secret);
+          expect(proof).toEqual({ leaders: 1, voters: topo.servers, problems: [] });
+        }
         // The new secret is what the leader keeps; the old one no longer opens the credentials.
         const old = await checkMesh(lab, lab.leader, h.secret);
         expect(old.problems.length).toBeGreaterThan(0);
