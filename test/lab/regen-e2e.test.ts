@@ -23,6 +23,7 @@ describe.skipIf(skip !== null)('regen start recovers the lab', () => {
     { name: 'a 3-node legacy-profile cluster', nodes: 3, servers: 1, profile: 'legacy' as const, parallel: 4 },
     { name: '5 nodes, followers 2 at a time', nodes: 5, servers: 1, profile: 'current' as const, parallel: 2 },
     { name: '3 mesh servers + 2 agents (raft recovery on the leader)', nodes: 5, servers: 3, profile: 'current' as const, parallel: 2 },
+    { name: '5 mesh servers + 5 agents', nodes: 10, servers: 5, profile: 'current' as const, parallel: 4 },
   ]) {
     describe(topo.name, () => {
       const h = withLab({ nodes: topo.nodes, servers: topo.servers, profile: topo.profile, losePassword: true });
@@ -49,7 +50,7 @@ describe.skipIf(skip !== null)('regen start recovers the lab', () => {
         expect(st.code).toBe(0);
         expect(st.stdout).toMatch(/done/);
         for (const n of lab.nodes) expect(st.stdout).toContain(n.name);
-      });
+      }, 180_000);
     });
   }
 });
