@@ -17,7 +17,7 @@ import type { Secret } from '../adapters/secrets/secret.js';
 import type { PlannedNode } from './plan.js';
 import type { StepDeps } from './steps.js';
 
-export const MESH_STEP_NAMES = ['mesh.stop-server', 'mesh.raft-aside'] as const;
+export const MESH_STEP_NAMES = ['mesh.stop-server', 'mesh.raft-aside', 'harden.node-tokens'] as const;
 
 /** The mesh servers other than the leader, in plan order. */
 export function otherServers(nodes: readonly PlannedNode[], leader: PlannedNode): PlannedNode[] {
@@ -114,9 +114,16 @@ export async function revokeOldTokens(d: StepDeps, leader: PlannedNode): Promise
     });
     revoked.push(t.accessorId);
   }
-  const oldNodeTokens = tokens
-    .filter((t) => t.createIndex < kept.createIndex && t.policies.some((p) => /^(server|agent)-/.test(p)))
-    .map((t) => ({ accessorId: t.accessorId, description: t.description, policies: t.policies }));
+  // Listed in the journal (`regen log`), not revoked: an AccessorID is not secret.
+  const oldNodeTokens = await durableStep<HardenReport['oldNodeTokens']>(d.journal, {
+    step: 'harden.node-tokens',
+    node: leader.name,
+    probe: async () => ({ state: 'not-done' }),
+    apply: async () =>
+      tokens
+        .filter((t) => t.createIndex < kept.createIndex && t.policies.some((p) => /^(server|agent)-/.test(p)))
+        .map((t) => ({ accessorId: t.accessorId, description: t.description, policies: t.policies })),
+  });
   return { kept: keep, revoked, oldNodeTokens };
 }
 

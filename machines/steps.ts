@@ -47,6 +47,7 @@ export const STEP_NAMES = [
   'follower.verify',
   'final.verify',
   'harden.revoke',
+  'harden.node-tokens',
 ] as const;
 export type StepName = (typeof STEP_NAMES)[number];
 

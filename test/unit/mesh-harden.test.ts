@@ -27,6 +27,11 @@ describe('--revoke-old-tokens', () => {
     if (fresh === null) throw new Error('no new credentials');
     const self = tokenList(h.cluster.world, S1, fresh.token).find((t) => t.Description === 'Bootstrap Token (Global Management)');
     expect(managementTokens(h, fresh.token)).toEqual([self?.AccessorID]);
+    // The old agent/server tokens of the nodes set up again are listed in the journal, not revoked.
+    const listed = h.open().journal(r.context.runId, { step: 'harden.node-tokens', node: S1 });
+    expect(listed).toHaveLength(1);
+    const detail = JSON.parse(listed[0]?.detail ?? '{}') as { result?: Array<{ policies: string[] }> };
+    expect(detail.result?.map((t) => t.policies[0]).sort()).toEqual(['agent-mail2.example.com', 'server-mail1.example.com'].map((p) => p.replaceAll('.', '-')));
   });
 
   it('a management token minted after the new bootstrap stops the run (exit 5), named; the new token survives', async () => {
