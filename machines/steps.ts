@@ -16,10 +16,11 @@
  *   follower.copy-credentials  writeCredentials                     credentialsSha256
  *   follower.stop              stopService                          serviceActive
  *   follower.wipe              wipe(profile)                        probeWipe
- *   follower.setup             setupFollower (join)                 leader's members: node alive
- *   follower.verify            members (a read)                     —
- *   final.verify               members + checksums (reads)          —
- *   harden.revoke              deleteToken                          listTokens
+ *   follower.setup             setupFollower (join)                 alive and proveNode (RPC, CA, cert, keyring)
+ *   follower.verify            members + proveNode (reads)          —
+ *   final.verify               members + proveNode + checksums      —
+ *   harden.revoke              deleteToken                          listTokens           (machines/mesh-steps.ts)
+ *   harden.node-tokens         listTokens (a read, journaled)       —                    (machines/mesh-steps.ts)
  */
 import type { Secret } from '../adapters/secrets/secret.js';
 import type { Store } from '../store/types.js';
