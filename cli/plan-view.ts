@@ -73,10 +73,10 @@ interface ViewArgs {
 }
 
 const SECRET_STDIN = 'the mesh secret (one line)';
-const BACKUP_FILES = [CONFIG_JSON, MAIN_JSON, CREDENTIALS_FILE, `${SD_HOME}/*.pem`, PASSWORD_FILE].map((p) => p.split('/').pop()).join(' ');
+const BACKUP_FILES = [CONFIG_JSON, MAIN_JSON, CREDENTIALS_FILE, `${SD_HOME}/*.pem`, PASSWORD_FILE, 'data/serf/*.keyring'].map((p) => p.split('/').pop()).join(' ');
 
 /** Per step of the catalogue, how the plan words it; the commands themselves are adapters/carbonio's. */
-const STEP_VIEWS: Record<Exclude<StepKey, 'finalVerify' | 'revoke'>, (a: ViewArgs) => StepView> = {
+const STEP_VIEWS: Record<Exclude<StepKey, 'finalVerify' | 'revoke' | 'nodeTokens'>, (a: ViewArgs) => StepView> = {
   backup: ({ run, onNode }) => ({
     command: `cp -a ${BACKUP_FILES} → ${BACKUP_ROOT}/${run}/   (owners and modes kept, sha256 recorded)`,
     scripts: [onNode(cmd.backup(PLAN_RUN_ID))],
@@ -88,6 +88,11 @@ const STEP_VIEWS: Record<Exclude<StepKey, 'finalVerify' | 'revoke'>, (a: ViewArg
   }),
   leaderStop: ({ onNode }) => ({ command: 'systemctl stop service-discover', scripts: [onNode(cmd.stopService())] }),
   leaderWipe: ({ n, onNode }) => ({ command: wipeCommand(n.wipeSet ?? n.profile), scripts: [onNode(cmd.wipe(n.wipeSet ?? n.profile))] }),
+  stopServer: ({ onNode }) => ({ command: 'systemctl stop service-discover   (before the leader restarts: no rival leader)', scripts: [onNode(cmd.stopService())] }),
+  raftAside: ({ run, onNode }) => ({
+    command: `mv ${SD_HOME}/data/raft → ${BACKUP_ROOT}/${run}/   (joins the new leader as a fresh voter)`,
+    scripts: [onNode(cmd.moveRaftAside(PLAN_RUN_ID))],
+  }),
   raftRecovery: ({ n, onNode }) => ({
     command: `write ${SD_HOME}/data/raft/peers.json naming this server alone (Consul outage recovery, as service-discover)`,
     scripts: [onNode(cmd.writeRaftRecovery(n.bindAddress))],
@@ -116,7 +121,7 @@ function shapeOf(ctx: RegenContext): RunShape {
 
 /** The catalogue's steps of one node (the run-wide checks at the end are not a node's). */
 function nodeSteps(ctx: RegenContext, n: PlannedNode): CatalogueEntry[] {
-  return stepsForRole(n.role === 'leader' ? 'leader' : 'follower', shapeOf(ctx)).filter((e) => e.chain === 'all' || e.chain === n.role);
+  return stepsForRole(n.role === 'leader' ? 'leader' : 'follower', shapeOf(ctx), n.kind).filter((e) => e.chain !== 'final');
 }
 
 /** Every step of one node: the runbook-equivalent command and the exact scripts. */

@@ -8,6 +8,7 @@ import { problemsMessage, RegenError, toErrorRecord, type Problem } from './erro
 import type { NodeFacts } from './port.js';
 import { chooseLeader, planNodes, type PlannedNode } from './plan.js';
 import { actorTypes } from './recovery.js';
+import { isolateOtherServers, revokeOldTokens } from './mesh-steps.js';
 import * as steps from './steps.js';
 import { refuseReusedSecret } from './secret-reuse.js';
 
@@ -224,6 +225,7 @@ export function makeActors(base: steps.StepDeps, hooks: ActorHooks = {}): typeof
     }),
     writeRaftRecovery: fromPromise(async ({ input, signal }) => {
       const d = boundTo(base, signal);
+      await isolateOtherServers(d, input.servers ?? [], input.round);
       await steps.writeRaftRecovery(d, input.leader, input.round);
       return null;
     }),
@@ -241,6 +243,6 @@ export function makeActors(base: steps.StepDeps, hooks: ActorHooks = {}): typeof
       await steps.finalVerify(d, input.leader, input.nodes, input.credentialsSha256);
       return null;
     }),
-    revokeOldTokens: fromPromise(({ input, signal }) => steps.revokeOldTokens(boundTo(base, signal), input.leader)),
+    revokeOldTokens: fromPromise(({ input, signal }) => revokeOldTokens(boundTo(base, signal), input.leader)),
   };
 }

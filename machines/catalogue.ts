@@ -9,8 +9,11 @@
  */
 import type { NodePort } from './port.js';
 
-/** Which nodes run a step: every node (before any change), the leader, each follower, or the leader at the end. */
-export type Chain = 'all' | 'leader' | 'follower' | 'final' | 'harden';
+/**
+ * Which nodes run a step: every node (before any change), the leader, every other mesh server (while the leader
+ * recovers alone), each follower, or the leader at the end.
+ */
+export type Chain = 'all' | 'leader' | 'servers' | 'follower' | 'final' | 'harden';
 
 /** A condition under which a step runs at all (absent: always). */
 export type StepCondition = 'several-servers' | 'revoke';
@@ -50,7 +53,7 @@ export const STEPS = {
     column: 'backup',
     short: 'backup',
     command: 'cp -a … /var/backups/regen/<run>/',
-    changes: 'copies config.json, main.json, the credentials, *.pem and the password file to the run\'s backup directory (owners, modes, sha256 kept)',
+    changes: 'copies config.json, main.json, the credentials, *.pem, the password file and the gossip keyrings to the run\'s backup directory (owners, modes, sha256 kept)',
     downtime: false,
     program: null,
   },
@@ -101,9 +104,37 @@ export const STEPS = {
     probe: ['probeWipe'],
     column: 'wipe',
     short: 'wipe',
-    command: 'rm config.json main.json *.pem',
-    changes: 'removes config.json, main.json and the *.pem certificates (the legacy profile: the *.pem only); all backed up',
+    command: 'rm config.json main.json *.pem data/serf/*.keyring',
+    changes: 'removes config.json, main.json (where the release checks for it), the *.pem certificates and the gossip keyrings; all backed up',
     downtime: true,
+    program: null,
+  },
+  stopServer: {
+    name: 'mesh.stop-server',
+    chain: 'servers',
+    state: 'leader.raftRecovery',
+    effect: ['stopService'],
+    probe: ['serviceActive'],
+    column: 'isolate',
+    short: 'stop (raft)',
+    command: 'systemctl stop service-discover',
+    changes: 'stops every other mesh server (after its backup) before the leader restarts alone, so none can lead a rival cluster',
+    downtime: true,
+    when: 'several-servers',
+    program: 'systemctl stop',
+  },
+  raftAside: {
+    name: 'mesh.raft-aside',
+    chain: 'servers',
+    state: 'leader.raftRecovery',
+    effect: ['moveRaftAside'],
+    probe: ['probeRaftAside'],
+    column: 'raft-aside',
+    short: 'raft aside',
+    command: 'mv data/raft → backup',
+    changes: 'moves every other mesh server\'s data/raft into its backup, so it joins the new leader as a fresh voter',
+    downtime: true,
+    when: 'several-servers',
     program: null,
   },
   raftRecovery: {
@@ -128,8 +159,8 @@ export const STEPS = {
     probe: ['probeSetup'],
     column: 'setup',
     short: 'setup',
-    command: 'service-discover setup --first-instance',
-    changes: 'service-discover setup --first-instance: new CA, certificates, bootstrap token, gossip key and credentials (secret on stdin)',
+    command: 'service-discover setup-wizard --first-instance',
+    changes: 'service-discover setup-wizard --first-instance on a terminal: new CA, certificates, bootstrap token, gossip key and credentials (the secret typed into its dialog, on no command line)',
     downtime: true,
     program: 'service-discover setup',
   },
@@ -142,7 +173,7 @@ export const STEPS = {
     column: 'verify',
     short: 'verify',
     command: 'consul members',
-    changes: 'nothing: checks the node is an alive member of the right type, as the leader sees it with the new token',
+    changes: 'nothing: checks the node is back: alive and of the right type as the leader sees it, a catalog query through its own agent with the new token, its certificate and CA the leader\'s, its keyring the new key',
     downtime: true,
     program: 'consul members',
   },
@@ -150,7 +181,8 @@ export const STEPS = {
     name: 'follower.copy-credentials',
     chain: 'follower',
     state: 'followers',
-    effect: ['readCredentials', 'writeCredentials'],
+    // The leader's file is read first (readCredentials); the change is the write on the follower.
+    effect: ['writeCredentials'],
     probe: ['credentialsSha256'],
     column: 'copy-credentials',
     short: 'copy',
@@ -180,8 +212,8 @@ export const STEPS = {
     probe: ['probeWipe'],
     column: 'wipe',
     short: 'wipe',
-    command: 'rm config.json main.json *.pem',
-    changes: 'removes config.json, main.json and the *.pem certificates (the legacy profile: the *.pem only); all backed up',
+    command: 'rm config.json main.json *.pem data/serf/*.keyring',
+    changes: 'removes config.json, main.json (where the release checks for it), the *.pem certificates and the gossip keyrings; all backed up',
     downtime: true,
     program: null,
   },
@@ -193,8 +225,8 @@ export const STEPS = {
     probe: ['serviceActive', 'members'],
     column: 'setup',
     short: 'setup',
-    command: 'service-discover setup',
-    changes: 'service-discover setup: joins the new mesh with the copied credentials (secret on stdin)',
+    command: 'service-discover setup-wizard',
+    changes: 'service-discover setup-wizard on a terminal: joins the new mesh with the copied credentials (the secret typed into its dialog)',
     downtime: true,
     program: 'service-discover setup',
   },
@@ -207,7 +239,7 @@ export const STEPS = {
     column: 'verify',
     short: 'verify',
     command: 'consul members',
-    changes: 'nothing: checks the node is an alive member of the right type, as the leader sees it with the new token',
+    changes: 'nothing: checks the node is back: alive and of the right type as the leader sees it, a catalog query through its own agent with the new token, its certificate and CA the leader\'s, its keyring the new key',
     downtime: true,
     program: 'consul members',
   },
@@ -220,7 +252,7 @@ export const STEPS = {
     column: 'final',
     short: 'final check',
     command: 'consul members; sha256sum',
-    changes: 'nothing: every node an alive member, every credentials file equal to the leader\'s',
+    changes: 'nothing: every node back (as each verify checks it), every credentials file equal to the leader\'s',
     downtime: false,
     program: 'consul members',
   },
@@ -233,10 +265,24 @@ export const STEPS = {
     column: null,
     short: 'revoke',
     command: 'consul acl token delete',
-    changes: 'deletes management tokens older than the new bootstrap token (--revoke-old-tokens)',
+    changes: 'keeps the token of the new credentials, deletes the older management tokens; a newer one stops the run (--revoke-old-tokens)',
     downtime: false,
     when: 'revoke',
     program: 'consul acl token delete',
+  },
+  nodeTokens: {
+    name: 'harden.node-tokens',
+    chain: 'harden',
+    state: 'harden',
+    effect: ['listTokens'],
+    probe: [],
+    column: null,
+    short: 'list node tokens',
+    command: 'consul acl token list',
+    changes: 'nothing: lists the old server-*/agent-* tokens in the journal (regen log) for the operator',
+    downtime: false,
+    when: 'revoke',
+    program: 'consul acl token list',
   },
 } as const satisfies Record<string, StepEntry>;
 
@@ -278,9 +324,12 @@ export function applies(e: StepEntry, shape: RunShape): boolean {
   return true;
 }
 
-/** The steps one node goes through, in order: the backup, then its role's chain (the leader also runs the final check). */
-export function stepsForRole(role: 'leader' | 'follower', shape: RunShape): CatalogueEntry[] {
-  const chains: Chain[] = role === 'leader' ? ['all', 'leader', 'final'] : ['all', 'follower'];
+/**
+ * The steps one node goes through, in order: the backup, then its role's chain (the leader also runs the final
+ * check; another mesh server is also isolated while the leader recovers alone).
+ */
+export function stepsForRole(role: 'leader' | 'follower', shape: RunShape, kind: 'server' | 'agent' | null = null): CatalogueEntry[] {
+  const chains: Chain[] = role === 'leader' ? ['all', 'leader', 'final'] : kind === 'server' ? ['all', 'servers', 'follower'] : ['all', 'follower'];
   return CATALOGUE.filter((e) => chains.includes(e.chain) && applies(e, shape));
 }
 
@@ -318,5 +367,5 @@ export function statusColumns(): string[] {
 
 /** The status columns that apply to a node of this role. */
 export function columnsForRole(role: 'leader' | 'follower'): Set<string> {
-  return new Set(stepsForRole(role, { meshServers: 2, revoke: true }).flatMap((e) => (e.column === null ? [] : [e.column])));
+  return new Set(stepsForRole(role, { meshServers: 2, revoke: true }, 'server').flatMap((e) => (e.column === null ? [] : [e.column])));
 }

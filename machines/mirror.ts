@@ -22,6 +22,7 @@
  */
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
+import { CATALOGUE } from './catalogue.js';
 import { RegenError } from './errors.js';
 import type { NodePort } from './port.js';
 import type { BackupRow, JournalRow, NodeRow, RunRow, Store, TransitionRow } from '../store/types.js';
@@ -270,20 +271,14 @@ export class MirrorWriter {
   }
 }
 
-/** Port methods that change a node: each waits for the mirror first (readResetIndex may bootstrap a mesh). */
-export const EFFECTS = [
-  'backup',
-  'readResetIndex',
-  'writeResetFile',
-  'writeRaftRecovery',
-  'stopService',
-  'startService',
-  'wipe',
-  'setupLeader',
-  'setupFollower',
-  'writeCredentials',
-  'deleteToken',
-] as const satisfies ReadonlyArray<keyof NodePort>;
+/**
+ * Port methods that change a node, each waiting for the mirror first: every catalogue step's effect that has a
+ * probe (a step without one only reads), and the two the steps call besides: readResetIndex (its bootstrap may
+ * succeed on a mesh never bootstrapped) and startService (a retry round restarts consul to read the index).
+ */
+export const EFFECTS: readonly (keyof NodePort)[] = [
+  ...new Set<keyof NodePort>([...CATALOGUE.filter((e) => e.probe.length > 0).flatMap((e) => e.effect), 'readResetIndex', 'startService']),
+];
 
 /** The port a run uses: every effect first waits for `gate` (when there is one). */
 export function gatedPort(port: NodePort, gate: () => MirrorWriter | null): NodePort {

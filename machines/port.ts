@@ -142,6 +142,18 @@ export interface TokenInfo {
   createTime: string;
 }
 
+/** What a node shows of itself with its own credentials (proveNode): the proof it is back, not gossip alone. */
+export interface NodeProof {
+  /** null when `consul catalog nodes` through its own agent with its credentials' token worked; else what it said. */
+  rpcError: string | null;
+  /** sha256 of its consul-agent-ca.pem; null when absent. */
+  caSha256: string | null;
+  /** `openssl verify` of its own certificate against that CA passed. */
+  certVerifies: boolean;
+  /** `consul keyring -list` shows exactly the gossip key of its credentials. */
+  keyringExact: boolean;
+}
+
 export interface NodePort {
   // ---- read-only ----------------------------------------------------------------------------------------------
   /** Preflight inspection of one node. Throws NodeUnreachableError if it cannot be reached. */
@@ -158,6 +170,10 @@ export interface NodePort {
   secretOpensCredentials(node: string, secret: Secret): Promise<boolean>;
   /** Bytes of cluster-credentials.tar.gpg (it is encrypted; regen keeps only its sha256). Null if absent. */
   readCredentials(node: string): Promise<{ bytes: Buffer; sha256: string } | null>;
+  /** Read-only proof that the node is back (RPC with the new token, CA, certificate, keyring); secret on stdin. */
+  proveNode(node: string, secret: Secret): Promise<NodeProof>;
+  /** AccessorID of the token in the node's credentials (`consul acl token read -self`); an AccessorID is not secret. */
+  selfAccessor(node: string, secret: Secret): Promise<string>;
   /** Management tokens visible with the new bootstrap token (harden step). */
   listTokens(node: string, secret: Secret): Promise<TokenInfo[]>;
 
@@ -184,6 +200,14 @@ export interface NodePort {
   writeRaftRecovery(node: string, bindAddress: string): Promise<void>;
   /** Probe: the peers.json content's addresses, or null when there is no such file. */
   probeRaftRecovery(node: string): Promise<string[] | null>;
+
+  /**
+   * Move a stopped mesh server's data/raft into the run's backup directory, so that it joins the new leader as a
+   * fresh voter (probe: probeRaftAside).
+   */
+  moveRaftAside(node: string, runId: string): Promise<void>;
+  /** Probe: `present` while data/raft exists; `aside` when the backup holds it; `none` when there never was any. */
+  probeRaftAside(node: string, runId: string): Promise<'present' | 'aside' | 'none'>;
 
   /** `systemctl stop service-discover` (probe: inspect().serviceActive / serviceActive()). */
   stopService(node: string): Promise<void>;
@@ -264,6 +288,10 @@ export const SD_DATA_DIR = '/var/lib/service-discover/data';
 export const RESET_FILE = `${SD_DATA_DIR}/acl-bootstrap-reset`;
 export const PEERS_FILE = `${SD_DATA_DIR}/raft/peers.json`;
 export const NODE_ID_FILE = `${SD_DATA_DIR}/node-id`;
+/** A server's raft state (term, configuration, log). */
+export const RAFT_DIR = `${SD_DATA_DIR}/raft`;
+/** Serf's persisted gossip keyrings (LAN; WAN on servers): they win over `encrypt` once they exist. */
+export const SERF_KEYRINGS = [`${SD_DATA_DIR}/serf/local.keyring`, `${SD_DATA_DIR}/serf/remote.keyring`] as const;
 export const CREDENTIALS_FILE = `${SD_CONFIG_DIR}/cluster-credentials.tar.gpg`;
 export const MAIN_JSON = `${SD_CONFIG_DIR}/main.json`;
 export const CONFIG_JSON = `${SD_CONFIG_DIR}/config.json`;

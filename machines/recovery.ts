@@ -76,7 +76,7 @@ export const actorTypes = {
   writeResetFile: slot<null, { leader: PlannedNode; index: number; round: number }>('writeResetFile'),
   stopLeader: slot<null, { leader: PlannedNode; round: number }>('stopLeader'),
   wipeLeader: slot<null, { leader: PlannedNode; round: number }>('wipeLeader'),
-  writeRaftRecovery: slot<null, { leader: PlannedNode; round: number }>('writeRaftRecovery'),
+  writeRaftRecovery: slot<null, { leader: PlannedNode; round: number; servers?: PlannedNode[] }>('writeRaftRecovery'),
   setupLeader: slot<{ credentialsSha256: string }, { leader: PlannedNode; round: number }>('setupLeader'),
   verifyLeader: slot<null, { leader: PlannedNode; round: number }>('verifyLeader'),
   setUpFollowers: slot<FollowersResult, { leader: PlannedNode; followers: PlannedNode[]; credentialsSha256: string; parallel: number; maxRounds: number }>(
@@ -287,7 +287,11 @@ export const recoveryMachine = setup({
           invoke: {
             id: 'writeRaftRecovery',
             src: 'writeRaftRecovery',
-            input: ({ context }) => ({ leader: leaderOf(context), round: context.round }),
+            input: ({ context }) => ({
+              leader: leaderOf(context),
+              round: context.round,
+              servers: context.nodes.filter((n) => n.kind === 'server' && n.name !== context.leader),
+            }),
             onDone: leaderNext(STEPS.raftRecovery.state),
             onError: onStepError(STEPS.raftRecovery.state),
           },

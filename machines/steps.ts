@@ -9,6 +9,7 @@ import { STEPS } from './catalogue.js';
 import { durableStep, type Journal, type Probe } from './durable.js';
 import { CommandFailedError, NeedsOperatorError, RegenError, StaleResetIndexError, type ErrorRecord } from './errors.js';
 import type { BackupManifest, MeshKind, NodePort, Member } from './port.js';
+import { leaderCaSha256, whyNotBack } from './mesh-steps.js';
 import type { PlannedNode } from './plan.js';
 
 export { STEP_NAMES, type StepName } from './catalogue.js';
@@ -128,6 +129,8 @@ export async function stopService(d: StepDeps, node: PlannedNode, step: typeof S
     step,
     node: node.name,
     round,
+    // A mesh server was already stopped before the leader's restart (STEPS.stopServer): look before stopping.
+    probeFirst: step === STEPS.followerStop.name && node.kind === 'server',
     probe: async () => ((await d.port.serviceActive(node.name)) ? { state: 'not-done' } : { state: 'done', result: null }),
     apply: async () => {
       await d.port.stopService(node.name);
@@ -252,12 +255,17 @@ export async function verifyMember(d: StepDeps, leader: PlannedNode, node: Plann
     apply: async () => {
       const secret = await d.secret();
       let last = 'not listed';
+      const ca = await leaderCaSha256(d, leader, secret);
       await waitFor(
         d,
         async () => {
           const m = memberOf(await d.port.members(leader.name, secret), node);
           last = m ? `${m.status} ${m.type}` : 'not listed';
-          return m !== undefined && m.status === 'alive' && m.type === expectedType(node.kind ?? 'agent');
+          if (m === undefined || m.status !== 'alive' || m.type !== expectedType(node.kind ?? 'agent')) return false;
+          // Alive is gossip only: the node is back when it proves it (RPC, CA, certificate, keyring).
+          const why = await whyNotBack(d, node, secret, ca);
+          if (why !== null) last = `alive, but ${why}`;
+          return why === null;
         },
         () => `${node.name} to be an alive ${node.kind} (last seen: ${last})`,
       );
@@ -291,8 +299,15 @@ export async function setupFollower(d: StepDeps, leader: PlannedNode, node: Plan
   const kind = node.kind ?? 'agent';
   const probe = async (): Promise<Probe<null>> => {
     if (!(await d.port.serviceActive(node.name))) return { state: 'not-done' };
-    const m = memberOf(await d.port.members(leader.name, await d.secret()), node);
-    return m && m.status === 'alive' && m.type === expectedType(kind) ? { state: 'done', result: null } : { state: 'not-done' };
+    const secret = await d.secret();
+    const m = memberOf(await d.port.members(leader.name, secret), node);
+    if (!m || m.status !== 'alive' || m.type !== expectedType(kind)) return { state: 'not-done' };
+    // A node left alive with its old setup (never set up again) is not done: it must prove it is back.
+    try {
+      return (await whyNotBack(d, node, secret, await leaderCaSha256(d, leader, secret))) === null ? { state: 'done', result: null } : { state: 'not-done' };
+    } catch {
+      return { state: 'not-done' };
+    }
   };
   await durableStep<null>(d.journal, {
     step: STEPS.followerSetup.name,
@@ -325,11 +340,16 @@ export async function finalVerify(d: StepDeps, leader: PlannedNode, nodes: Plann
         async () => {
           problems = [];
           const members = await d.port.members(leader.name, secret);
+          const ca = await leaderCaSha256(d, leader, secret);
           for (const n of nodes) {
             const m = memberOf(members, n);
             const want = expectedType(n.kind ?? 'agent');
             if (!m) problems.push(`${n.name}: not a member`);
             else if (m.status !== 'alive' || m.type !== want) problems.push(`${n.name}: ${m.status} ${m.type} (want alive ${want})`);
+            else {
+              const why = await whyNotBack(d, n, secret, ca);
+              if (why !== null) problems.push(`${n.name}: alive, but ${why}`);
+            }
           }
           return problems.length === 0;
         },
@@ -350,28 +370,4 @@ export async function finalVerify(d: StepDeps, leader: PlannedNode, nodes: Plann
 
 export interface RevokeReport {
   revoked: string[];
-}
-
-/** Optional hardening: delete management tokens older than the new bootstrap token (a reset leaves them valid). */
-export async function revokeOldTokens(d: StepDeps, leader: PlannedNode): Promise<RevokeReport> {
-  const secret = await d.secret();
-  const tokens = await d.port.listTokens(leader.name, secret);
-  const mgmt = tokens.filter((t) => t.policies.includes('global-management'));
-  const newest = mgmt.reduce((a, t) => (t.createIndex > a ? t.createIndex : a), -1);
-  const old = mgmt.filter((t) => t.createIndex < newest);
-  const revoked: string[] = [];
-  for (const t of old) {
-    await durableStep<null>(d.journal, {
-      step: STEPS.revoke.name,
-      node: `${leader.name}#${t.accessorId}`,
-      probe: async () =>
-        (await d.port.listTokens(leader.name, secret)).some((x) => x.accessorId === t.accessorId) ? { state: 'not-done' } : { state: 'done', result: null },
-      apply: async () => {
-        await d.port.deleteToken(leader.name, secret, t.accessorId);
-        return null;
-      },
-    });
-    revoked.push(t.accessorId);
-  }
-  return { revoked };
 }

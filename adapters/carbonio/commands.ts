@@ -17,6 +17,8 @@ import {
   RESET_FILE,
   PEERS_FILE,
   NODE_ID_FILE,
+  RAFT_DIR,
+  SERF_KEYRINGS,
   SD_DATA_DIR,
   SD_CONFIG_DIR,
   SD_HOME,
@@ -85,12 +87,40 @@ export function backupDir(runId: string): string {
 const LOCALCONFIG_XML = '/opt/zextras/conf/localconfig.xml';
 
 /** The files the wipe may remove, in backup order (the *.pem glob is expanded on the node). */
-export const BACKED_UP = [CONFIG_JSON, MAIN_JSON, CREDENTIALS_FILE, `${SD_HOME}/*.pem`, PASSWORD_FILE] as const;
+export const BACKED_UP = [CONFIG_JSON, MAIN_JSON, CREDENTIALS_FILE, `${SD_HOME}/*.pem`, PASSWORD_FILE, ...SERF_KEYRINGS] as const;
 
 /** What the wipe removes per profile (seed 000: config.json, main.json, *.pem; seed 002: *.pem). */
 export function wipedPaths(profile: Profile): string[] {
   const pem = `${SD_HOME}/*.pem`;
-  return profile === 'current' ? [CONFIG_JSON, MAIN_JSON, pem] : [pem];
+  // The gossip keyrings go too, whatever the profile: a kept keyring wins over the new `encrypt` key.
+  return profile === 'current' ? [CONFIG_JSON, MAIN_JSON, pem, ...SERF_KEYRINGS] : [pem, ...SERF_KEYRINGS];
+}
+
+/**
+ * Moves data/raft of a mesh server that does not lead into the run's backup directory (copied, synced, renamed,
+ * then removed), so that it joins the new leader as a fresh voter. Refuses while the service runs.
+ */
+export function moveRaftAside(runId: string): string {
+  const target = `${backupDir(runId)}${RAFT_DIR}`;
+  return script(
+    `if systemctl is-active --quiet ${UNIT}; then echo 'regen:running'; exit 4; fi`,
+    `D=${RAFT_DIR}; T=${shq(target)}`,
+    'if [ -d "$D" ]; then',
+    '  if [ ! -d "$T" ]; then',
+    `    mkdir -p "$(dirname "$T")" && rm -rf "$T.partial" && cp -a "$D" "$T.partial" && sync && mv "$T.partial" "$T" || { echo 'regen:copy-failed'; exit 6; }`,
+    '  fi',
+    '  rm -rf "$D" && sync',
+    'fi',
+    `echo 'regen:aside'`,
+  );
+}
+
+/** Probe of moveRaftAside: `regen:present` while data/raft exists, else `regen:aside` (copy kept) or `regen:none`. */
+export function probeRaftAside(runId: string): string {
+  const target = `${backupDir(runId)}${RAFT_DIR}`;
+  return script(
+    `if [ -e ${RAFT_DIR} ]; then echo 'regen:present'; elif [ -d ${shq(target)} ]; then echo 'regen:aside'; else echo 'regen:none'; fi`,
+  );
 }
 
 // ---- snippets shared by several scripts ------------------------------------------------------------------------
@@ -236,6 +266,45 @@ export function listTokens(): string {
     `L=$(consul acl token list -format=json) || exit $?`,
     `printf '%s\\n' "$L" | jq -c ${shq(filter)}`,
     'exit $?',
+  );
+}
+
+/**
+ * What proves a node is back, measured on the node (stdin: the mesh secret, read once into the shell): an RPC
+ * through its own agent (`consul catalog nodes`) with the token of its credentials; the sha256 of its CA; `openssl
+ * verify` of its certificate against that CA; whether `consul keyring -list` shows exactly the gossip key of its
+ * credentials. Neither the token nor the key is printed: lines `rpc=`, `ca=`, `cert=`, `keyring=`.
+ */
+export function proveNode(): string {
+  const gpg = `GNUPGHOME="$G" gpg --batch --quiet --pinentry-mode loopback --passphrase-fd 0 --decrypt "$C"`;
+  return script(
+    `C=${CREDENTIALS_FILE}`,
+    `[ -f "$C" ] || { echo 'regen:no-credentials'; exit 3; }`,
+    'IFS= read -r P || exit 3',
+    'G=$(mktemp -d) || exit 70',
+    `trap 'gpgconf --homedir "$G" --kill gpg-agent >/dev/null 2>&1; rm -rf "$G"' EXIT`,
+    `trap 'exit 143' HUP INT TERM`,
+    `member() { printf '%s\\n' "$P" | ${gpg} 2>/dev/null | tar xOf - "$1" 2>/dev/null; }`,
+    `CONSUL_HTTP_TOKEN=$(member consul-acl-secret.json | sed -n 's/.*"SecretID"[[:space:]]*:[[:space:]]*"\\([^"]*\\)".*/\\1/p' | head -n 1)`,
+    `[ -n "$CONSUL_HTTP_TOKEN" ] || { echo 'regen:bad-secret'; exit 3; }`,
+    'export CONSUL_HTTP_TOKEN',
+    'K=$(member gossip-key)',
+    `if consul catalog nodes >/dev/null 2>"$G/rpc.err"; then echo 'rpc=ok'; else echo "rpc=$(head -c 300 "$G/rpc.err" | tr '\\n' ' ')"; fi`,
+    `CA=${SD_HOME}/consul-agent-ca.pem`,
+    `if [ -f "$CA" ]; then echo "ca=$(sha256sum < "$CA" | cut -d' ' -f1)"; else echo 'ca='; fi`,
+    `CERT=$(ls ${SD_HOME}/dc1-server-consul-0.pem ${SD_HOME}/dc1-client-consul-0.pem 2>/dev/null | head -n 1)`,
+    `if [ -n "$CERT" ] && openssl verify -CAfile "$CA" "$CERT" >/dev/null 2>&1; then echo 'cert=ok'; else echo 'cert=bad'; fi`,
+    `KEYS=$(consul keyring -list 2>/dev/null | sed -n 's/^[[:space:]]*\\([A-Za-z0-9+/=]*\\) \\[[0-9]*\\/[0-9]*\\]$/\\1/p' | sort -u)`,
+    `if [ -n "$K" ] && [ "$KEYS" = "$K" ]; then echo 'keyring=exact'; else echo "keyring=differs $(printf '%s\\n' "$KEYS" | grep -c .)"; fi`,
+  );
+}
+
+/** The AccessorID of the token in the node's credentials (the one every call with them uses), as `self=ID`. stdin: the mesh secret. */
+export function selfAccessor(): string {
+  return script(
+    TOKEN_FROM_CREDENTIALS,
+    `S=$(consul acl token read -self -format=json) || exit $?`,
+    `printf 'self=%s\\n' "$(printf '%s\\n' "$S" | sed -n 's/.*"AccessorID"[[:space:]]*:[[:space:]]*"\\([^"]*\\)".*/\\1/p' | head -n 1)"`,
   );
 }
 

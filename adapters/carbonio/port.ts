@@ -14,6 +14,7 @@ import type {
   Profile,
   ResetIndexReading,
   SetupProbe,
+  NodeProof,
   TokenInfo,
 } from '../../machines/port.js';
 import { MASK, Secret } from '../secrets/secret.js';
@@ -237,6 +238,31 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
       return { bytes, sha256 };
     },
 
+    async proveNode(node: string, secret: Secret): Promise<NodeProof> {
+      const res = await run(node, 'prove the node is back', cmd.proveNode(), { stdin: secretLine(secret) });
+      if (res.stdout.includes('regen:no-credentials') || res.stdout.includes('regen:bad-secret') || res.code !== 0) {
+        throw failed(node, 'proving the node is back (its credentials do not open with the secret, or are missing)', res, undefined, secret);
+      }
+      const field = (k: string): string | null => new RegExp(`^${k}=(.*)$`, 'm').exec(res.stdout)?.[1] ?? null;
+      const rpc = field('rpc');
+      const ca = field('ca');
+      return {
+        rpcError: rpc === 'ok' ? null : (rpc ?? 'no answer'),
+        caSha256: ca !== null && /^[0-9a-f]{64}$/.test(ca) ? ca : null,
+        certVerifies: field('cert') === 'ok',
+        keyringExact: field('keyring') === 'exact',
+      };
+    },
+
+    async selfAccessor(node: string, secret: Secret): Promise<string> {
+      const res = await run(node, 'consul acl token read -self', cmd.selfAccessor(), { stdin: secretLine(secret) });
+      const problem = tokenFailure(node, 'consul acl token read -self', res);
+      if (problem !== null) throw problem;
+      const m = /^self=([0-9a-f-]{36})$/m.exec(res.stdout);
+      if (res.code !== 0 || m?.[1] === undefined) throw failed(node, 'consul acl token read -self', res, undefined, secret);
+      return m[1];
+    },
+
     async listTokens(node: string, secret: Secret): Promise<TokenInfo[]> {
       const res = await run(node, 'consul acl token list', cmd.listTokens(), { stdin: secretLine(secret) });
       const problem = tokenFailure(node, 'consul acl token list', res);
@@ -320,6 +346,24 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
       const res = await run(node, 'probe raft peers.json', cmd.probeRaftRecovery());
       if (res.code !== 0) throw failed(node, 'reading data/raft/peers.json', res);
       return parseRaftRecovery(res.stdout, node);
+    },
+
+    async moveRaftAside(node: string, runId: string): Promise<void> {
+      const res = await run(node, 'move data/raft aside', build(() => cmd.moveRaftAside(runId)));
+      if (res.stdout.includes('regen:running')) {
+        throw new NeedsOperatorError(`service-discover runs again on ${node}: its raft data cannot be moved aside`, {
+          node,
+          hint: 'stop it (systemctl stop service-discover), then regen resume',
+        });
+      }
+      if (res.code !== 0 || !res.stdout.includes('regen:aside')) throw failed(node, 'moving data/raft into the backup directory', res);
+    },
+
+    async probeRaftAside(node: string, runId: string): Promise<'present' | 'aside' | 'none'> {
+      const res = await run(node, 'probe data/raft', build(() => cmd.probeRaftAside(runId)));
+      if (res.code !== 0) throw failed(node, 'looking for data/raft', res);
+      if (res.stdout.includes('regen:present')) return 'present';
+      return res.stdout.includes('regen:aside') ? 'aside' : 'none';
     },
 
     async stopService(node: string): Promise<void> {

@@ -14,6 +14,9 @@ const WATCHED = [
   '/etc/zextras/service-discover/main.json',
   '/etc/zextras/service-discover/cluster-credentials.tar.gpg',
   '/var/lib/service-discover/password',
+  // Serf's gossip keyrings: they outlive the seeds' wipe and would keep the old key, so regen's wipe takes them.
+  '/var/lib/service-discover/data/serf/local.keyring',
+  '/var/lib/service-discover/data/serf/remote.keyring',
 ];
 const WATCHED_GLOB = '/var/lib/service-discover/*.pem';
 /** The password file, whose backup is recorded by size only. */
@@ -114,7 +117,7 @@ interface BackupLite {
 /** Per node, the steps a finished run must have journaled as done (or skipped: the probe found them done), from the catalogue. */
 function requiredSteps(node: string, leader: string, lab: Lab): string[] {
   const shape = { meshServers: lab.nodes.filter((n) => n.kind === 'server').length, revoke: false };
-  return stepsForRole(node === leader ? 'leader' : 'follower', shape)
+  return stepsForRole(node === leader ? 'leader' : 'follower', shape, lab.nodes.find((n) => n.name === node)?.kind ?? null)
     .filter((e) => e.chain !== 'harden')
     .map((e) => e.name);
 }

@@ -13,7 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HostKeyRefusedError, NodeUnreachableError, PrivilegeError } from '../../machines/errors.js';
 import { parseKnownHosts } from '../../adapters/ssh/known-hosts.js';
 import { parseSshConfig } from '../../adapters/ssh/ssh-config.js';
-import { SshPool, type SshPoolOptions } from '../../adapters/ssh/transport.js';
+import { OUTPUT_CAP_BYTES, SshPool, type SshPoolOptions } from '../../adapters/ssh/transport.js';
+import type { AuditSink } from '../../adapters/ssh/remote.js';
 import { skipOrFail } from '../lab/prereq.js';
 
 const SSHD = '/usr/sbin/sshd';
@@ -218,6 +219,20 @@ describe.skipIf(skipReason !== null || !haveSshd)('SshTransport against OpenSSH 
     expect((await r.exec('cat', { stdin: secret })).stdout).toBe(secret);
     expect((await r.exec('tr a-z A-Z', { stdin: 'hello\n' })).stdout).toBe('HELLO\n');
   });
+
+  it('100 MB of output: at most 1 MiB kept per stream, the tail, and the cut is recorded', async () => {
+    const entries: Parameters<AuditSink>[0][] = [];
+    const p = pool({ audit: (e) => entries.push(e) });
+    const r = p.remote({ node: 'mx1', host: '127.0.0.1', port: target.port, user: 'root', identityFile: clientKey });
+    const out = await r.exec("head -c 104857600 /dev/zero | tr '\\0' a; echo; echo LAST-LINE; head -c 3145728 /dev/zero | tr '\\0' b >&2; echo ERR-END >&2", { timeoutMs: 120_000 });
+    expect(out.code).toBe(0);
+    expect(out.stdout.endsWith('LAST-LINE\n')).toBe(true);
+    expect(Buffer.byteLength(out.stdout)).toBeLessThan(OUTPUT_CAP_BYTES + 200);
+    expect(out.stdout).toMatch(/^\[regen: output cut, first \d+ bytes dropped; last 1048576 bytes kept\]\n/);
+    expect(out.stderr.endsWith('ERR-END\n')).toBe(true);
+    expect(Buffer.byteLength(out.stderr)).toBeLessThan(OUTPUT_CAP_BYTES + 200);
+    expect(entries.at(-1)?.stdoutTail).toMatch(/^\[regen: output cut/);
+  }, 180_000);
 
   it('resolves a Host alias from ssh_config: HostName, Port, User, IdentityFile', async () => {
     const config = parseSshConfig(

@@ -4,6 +4,7 @@
  * drop the connection, pretend sudo wants a password.
  */
 import { execFileSync, spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -14,7 +15,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { HostKeyRefusedError, NodeUnreachableError, OutcomeUnknownError, PrivilegeError, RegenError } from '../../machines/errors.js';
 import { fingerprintSha256, hostKeyFromBlob, readKnownHosts, type HostKey } from '../../adapters/ssh/known-hosts.js';
 import type { AuditSink } from '../../adapters/ssh/remote.js';
-import { OUTPUT_CAP_BYTES, SshPool, SshTransport, TailBuffer, shq, withinDeadline, wrapCommand, type SshPoolOptions, type SshTarget } from '../../adapters/ssh/transport.js';
+import { SshPool, SshTransport, TailBuffer, shq, withinDeadline, wrapCommand, type SshPoolOptions, type SshTarget } from '../../adapters/ssh/transport.js';
 import { parseSshConfig } from '../../adapters/ssh/ssh-config.js';
 import { Secret } from '../../adapters/secrets/secret.js';
 
@@ -35,6 +36,18 @@ interface TestServer {
   close(): Promise<void>;
 }
 
+/**
+ * An ed25519 key pair from ssh2. About one in five hundred of ssh2's keys has a 31-byte public key (a leading zero
+ * byte dropped) that ssh2's own parser then refuses as malformed: such a pair is drawn again.
+ */
+function ed25519Pair(opts?: Parameters<typeof utils.generateKeyPairSync>[1]): { private: string; public: string } {
+  for (let i = 0; i < 20; i++) {
+    const pair = opts === undefined ? utils.generateKeyPairSync('ed25519') : utils.generateKeyPairSync('ed25519', opts);
+    if (!(utils.parseKey(pair.public) instanceof Error)) return pair;
+  }
+  throw new Error('ssh2 made no well-formed ed25519 key in 20 draws');
+}
+
 function parsePublic(text: string): ParsedKey {
   const k = utils.parseKey(text);
   if (k instanceof Error) throw k;
@@ -42,7 +55,7 @@ function parsePublic(text: string): ParsedKey {
 }
 
 async function startServer(users: Record<string, ParsedKey>, hostPrivate?: string): Promise<TestServer> {
-  const hostKeyPair = hostPrivate === undefined ? utils.generateKeyPairSync('ed25519') : null;
+  const hostKeyPair = hostPrivate === undefined ? ed25519Pair() : null;
   const privateKey = hostPrivate ?? hostKeyPair?.private ?? '';
   const hostPub = parsePublic(privateKey);
   const children = new Set<number>();
@@ -131,15 +144,45 @@ function runCommand(state: TestServer, client: Connection, stream: ServerChannel
   child.on('close', () => state.openChannels--);
   stream.pipe(child.stdin);
   child.stdin.on('error', () => undefined);
+  // One write at a time, stdout and stderr alike, each after the last was taken: ssh2's Server keeps a single
+  // pending chunk per channel, so a stderr write while stdout waits for window space would overwrite it (and its
+  // callback), which ssh2 then reports by destroying the channel with no exit status. sshd has no such limit.
+  const queue: Array<[NodeJS.WritableStream, Buffer]> = [];
+  let writing = false;
+  let exited: (() => void) | null = null;
+  const pump = (): void => {
+    if (writing || closed) return;
+    const next = queue.shift();
+    if (next === undefined) {
+      child.stdout.resume();
+      child.stderr.resume();
+      exited?.();
+      exited = null;
+      return;
+    }
+    writing = true;
+    next[0].write(next[1], () => {
+      writing = false;
+      pump();
+    });
+  };
+  const send = (to: NodeJS.WritableStream, d: Buffer): void => {
+    queue.push([to, d]);
+    if (queue.length > 4) {
+      child.stdout.pause();
+      child.stderr.pause();
+    }
+    pump();
+  };
   child.stdout.on('data', (d: Buffer) => {
     if (closed) return;
-    stream.write(d);
+    send(stream, d);
     const text = d.toString();
     if (text.includes('KILL-CHANNEL')) stream.close();
     if (text.includes('DROP-CONNECTION')) client.end();
   });
   child.stderr.on('data', (d: Buffer) => {
-    if (!closed) stream.stderr.write(d);
+    if (!closed) send(stream.stderr, d);
   });
   stream.on('close', () => {
     if (pid !== undefined) killGroup(pid);
@@ -147,9 +190,16 @@ function runCommand(state: TestServer, client: Connection, stream: ServerChannel
   child.on('close', (code, signal) => {
     if (pid !== undefined) children.delete(pid);
     if (closed) return;
-    if (code !== null) stream.exit(code);
-    else stream.exit(signal ?? 'KILL', false, '');
-    stream.end();
+    // The exit status follows the output, as sshd sends it.
+    exited = () => {
+      if (code !== null) stream.exit(code);
+      else stream.exit(signal ?? 'KILL', false, '');
+      stream.end();
+    };
+    if (!writing && queue.length === 0) {
+      exited();
+      exited = null;
+    }
   });
 }
 
@@ -203,7 +253,7 @@ function knownLine(s: TestServer): string {
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'regen-ssh2-'));
-  userKey = utils.generateKeyPairSync('ed25519');
+  userKey = ed25519Pair();
   keyFile = join(dir, 'id_ed25519');
   writeFileSync(keyFile, userKey.private, { mode: 0o600 });
   server = await startServer({ root: parsePublic(userKey.public), alice: parsePublic(userKey.public) });
@@ -310,7 +360,7 @@ describe('SshTransport against ssh2 Server', () => {
   });
 
   it('refuses a changed key even with --accept-new-host-keys', async () => {
-    const other = parsePublic(utils.generateKeyPairSync('ed25519').public);
+    const other = parsePublic(ed25519Pair().public);
     const line = `[127.0.0.1]:${server.port} ssh-ed25519 ${other.getPublicSSH().toString('base64')}\n`;
     writeFileSync(knownHosts, line);
     const p = new SshPool(baseOptions({ acceptNewHostKeys: true }));
@@ -393,7 +443,7 @@ describe('SshTransport against ssh2 Server', () => {
 
   it('an authentication failure is unreachable, not retried, and says what was tried', async () => {
     const wrongKey = join(dir, 'id_wrong');
-    writeFileSync(wrongKey, utils.generateKeyPairSync('ed25519').private, { mode: 0o600 });
+    writeFileSync(wrongKey, ed25519Pair().private, { mode: 0o600 });
     let sleeps = 0;
     const t = track(new SshTransport(target({ identityFile: wrongKey }), baseOptions({ sleep: async () => void sleeps++ })));
     const err = await t.exec('true').catch((e: unknown) => e);
@@ -454,7 +504,7 @@ describe('SshTransport against ssh2 Server', () => {
   });
 
   it('asks for a key passphrase once and keeps the key across reconnects', async () => {
-    const pair = utils.generateKeyPairSync('ed25519', { passphrase: 'open sesame', cipher: 'aes256-ctr', rounds: 16 });
+    const pair = ed25519Pair({ passphrase: 'open sesame', cipher: 'aes256-ctr', rounds: 16 });
     const encFile = join(dir, 'id_encrypted');
     writeFileSync(encFile, pair.private, { mode: 0o600 });
     const s2 = await startServer({ root: parsePublic(pair.public) });
@@ -498,7 +548,12 @@ describe('SshTransport against ssh2 Server', () => {
 });
 
 describe('host keys: every file OpenSSH reads', () => {
-  const otherKeyLine = (): string => `[127.0.0.1]:${server.port} ssh-ed25519 ${parsePublic(utils.generateKeyPairSync('ed25519').public).getPublicSSH().toString('base64')}\n`;
+  // The key blob built from node's own ed25519 key (RFC 8709 wire form: string "ssh-ed25519", string key).
+  const otherKeyLine = (): string => {
+    const raw = Buffer.from(generateKeyPairSync('ed25519').publicKey.export({ format: 'jwk' }).x as string, 'base64url');
+    const str = (b: Buffer): Buffer => Buffer.concat([Buffer.from([0, 0, 0, b.length]), b]);
+    return `[127.0.0.1]:${server.port} ssh-ed25519 ${Buffer.concat([str(Buffer.from('ssh-ed25519')), str(raw)]).toString('base64')}\n`;
+  };
   let n = 0;
   const file = (text: string): string => {
     const p = join(dir, `kh-${++n}`);
@@ -586,19 +641,6 @@ describe('a hostile or wedged node cannot hang or crash regen', () => {
     // The next command gets a fresh connection and runs.
     expect((await t.exec('echo fine')).stdout).toBe('fine\n');
   });
-
-  it('100 MB of output: at most 1 MiB kept per stream, the tail, and the cut is recorded', async () => {
-    const entries: Parameters<AuditSink>[0][] = [];
-    const t = track(new SshTransport(target(), baseOptions({ audit: (e) => entries.push(e) })));
-    const r = await t.exec("head -c 104857600 /dev/zero | tr '\\0' a; echo; echo LAST-LINE; head -c 3145728 /dev/zero | tr '\\0' b >&2; echo ERR-END >&2", { timeoutMs: 120_000 });
-    expect(r.code).toBe(0);
-    expect(r.stdout.endsWith('LAST-LINE\n')).toBe(true);
-    expect(Buffer.byteLength(r.stdout)).toBeLessThan(OUTPUT_CAP_BYTES + 200);
-    expect(r.stdout).toMatch(/^\[regen: output cut, first \d+ bytes dropped; last 1048576 bytes kept\]\n/);
-    expect(r.stderr.endsWith('ERR-END\n')).toBe(true);
-    expect(Buffer.byteLength(r.stderr)).toBeLessThan(OUTPUT_CAP_BYTES + 200);
-    expect(entries.at(-1)?.stdoutTail).toMatch(/^\[regen: output cut/);
-  }, 180_000);
 
   it('the tail buffer keeps exactly the last bytes across any chunking', () => {
     const b = new TailBuffer(10);

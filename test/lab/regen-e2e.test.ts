@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { labFault } from './lab.js';
 import { labSkip, withLab } from './harness.js';
+import { checkProof } from './support/mesh-proof.js';
 import { checkMesh, labArgs, newSecretFile, nodeFingerprint, regenKilledAt, regenSync } from './support/regen-cli.js';
 
 const skip = labSkip();
@@ -22,6 +23,7 @@ describe.skipIf(skip !== null)('regen start recovers the lab', () => {
     { name: 'a 3-node legacy-profile cluster', nodes: 3, servers: 1, profile: 'legacy' as const, parallel: 4 },
     { name: '5 nodes, followers 2 at a time', nodes: 5, servers: 1, profile: 'current' as const, parallel: 2 },
     { name: '3 mesh servers + 2 agents (raft recovery on the leader)', nodes: 5, servers: 3, profile: 'current' as const, parallel: 2 },
+    { name: '5 mesh servers + 5 agents', nodes: 10, servers: 5, profile: 'current' as const, parallel: 4 },
   ]) {
     describe(topo.name, () => {
       const h = withLab({ nodes: topo.nodes, servers: topo.servers, profile: topo.profile, losePassword: true });
@@ -34,6 +36,11 @@ describe.skipIf(skip !== null)('regen start recovers the lab', () => {
         const check = await checkMesh(lab, lab.leader, secret);
         expect(check.problems).toEqual([]);
         expect(check.members).toHaveLength(topo.nodes);
+        if (topo.servers > 1) {
+          // Checked independently: one leader, every server a voter, every node proven back.
+          const proof = await checkProof(lab, lab.leader, secret);
+          expect(proof).toEqual({ leaders: 1, voters: topo.servers, problems: [] });
+        }
         // The new secret is what the leader keeps; the old one no longer opens the credentials.
         const old = await checkMesh(lab, lab.leader, h.secret);
         expect(old.problems.length).toBeGreaterThan(0);
@@ -43,7 +50,7 @@ describe.skipIf(skip !== null)('regen start recovers the lab', () => {
         expect(st.code).toBe(0);
         expect(st.stdout).toMatch(/done/);
         for (const n of lab.nodes) expect(st.stdout).toContain(n.name);
-      });
+      }, 180_000);
     });
   }
 });

@@ -210,3 +210,26 @@ describe.skipIf(skip)('seed 002 (older Zextras), 1 server + 2 agents', { timeout
     await seed002(h.lab);
   });
 });
+
+describe.skipIf(skip)('seed 000 on 3 mesh servers + 2 agents, followed literally', { timeout: 120_000 }, () => {
+  const h = withLab({ nodes: 5, servers: 3, profile: 'current', losePassword: true });
+  it('fails at the leader: alone with a new CA it has no quorum, while the two servers left running keep their own leader', async () => {
+    const lab = h.lab;
+    const op = new Operator(lab);
+    const leader = await findLeader(op, lab, 'current');
+    const index = await readResetIndex(op, leader);
+    await op.run(leader, `sudo -u service-discover bash -c "echo ${index} > /var/lib/service-discover/data/acl-bootstrap-reset"`);
+    await op.run(leader, 'systemctl stop service-discover');
+    await op.run(leader, 'rm /etc/zextras/service-discover/config.json');
+    await op.run(leader, 'rm /etc/zextras/service-discover/main.json');
+    await op.run(leader, 'rm /var/lib/service-discover/*.pem');
+    const r = await sshExec(lab, leader.short, `service-discover setup ${leader.ip} --first-instance --password=${newSecret()}`, { timeoutMs: 120_000 });
+    expect(r.code, r.stdout + r.stderr).not.toBe(0);
+    expect(r.stdout + r.stderr).toContain('No cluster leader');
+    // The other two servers, left running with the old CA, elected a leader of their own.
+    const other = lab.nodes.find((n) => n.kind === 'server' && n !== leader) as LabNode;
+    const rival = (await op.run(other, 'wget http://127.0.0.1:8500/v1/status/leader -qO -')).trim();
+    expect(rival).toMatch(/^"\d+\.\d+\.\d+\.\d+:8300"$/);
+    expect(rival).not.toBe(`"${leader.ip}:8300"`);
+  });
+});

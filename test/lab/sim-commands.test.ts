@@ -371,7 +371,9 @@ describe.skipIf(skip !== null)('simulated commands over real files, gpg and agen
     expect(token).toMatch(/^[0-9a-f-]{36}$/);
     const before = parseMembers((await lab.run('mail1', 'consul', ['members', `-token=${token}`])).stdout);
     expect(before.find((x) => x.node === 'server-mail1-sim-test')?.status).toBe('alive');
-    expect(before.filter((x) => x.status === 'alive')).toHaveLength(1);
+    // The seed's wipe keeps the gossip keyrings: the leader still gossips with the old key, so the two nodes not set
+    // up yet (old CA, no RPC to this leader) are alive all the same. Alive is serf alone.
+    expect(before.filter((x) => x.status === 'alive')).toHaveLength(3);
 
     for (const [short, ip] of [
       ['mail2', '10.250.0.3'],

@@ -18,9 +18,11 @@ import type {
   ResetIndexReading,
   SetupProbe,
   TokenInfo,
+  NodeProof,
 } from '../../machines/port.js';
-import { BACKUP_ROOT, UNHASHED } from '../../machines/port.js';
+import { BACKUP_ROOT, RAFT_DIR, SERF_KEYRINGS, UNHASHED } from '../../machines/port.js';
 import { fakeStateMethods } from './fake-cluster-state.js';
+import { meshProblems } from './proof.js';
 import { CommandFailedError, NodeUnreachableError, OutcomeUnknownError } from '../../machines/errors.js';
 import { Secret } from '../../adapters/secrets/secret.js';
 import { FakeCrypto } from './fake-crypto.js';
@@ -46,13 +48,11 @@ import {
   aclBootstrap,
   agentMembers,
   bootstrapFailureText,
-  consulNodeName,
   currentLeader,
   defaultRandomBytes,
   emptyClusterState,
   identity,
   localconfigXml,
-  memberView,
   parseResetIndex,
   resolveHost,
   serviceActive,
@@ -64,6 +64,11 @@ import {
   stopAgent,
   tokenDelete,
   tokenList,
+  tokenSelf,
+  catalogNodes,
+  certChains,
+  keyringList,
+  CA_PEM,
   type ClusterState,
   type MemberJson,
   type NodeIdentity,
@@ -78,6 +83,7 @@ export type EffectMethod =
   | 'backup'
   | 'writeResetFile'
   | 'writeRaftRecovery'
+  | 'moveRaftAside'
   | 'stopService'
   | 'startService'
   | 'wipe'
@@ -90,6 +96,7 @@ const EFFECT_METHODS: ReadonlySet<string> = new Set<EffectMethod>([
   'backup',
   'writeResetFile',
   'writeRaftRecovery',
+  'moveRaftAside',
   'stopService',
   'startService',
   'wipe',
@@ -483,7 +490,7 @@ export function createFakeCluster(opts: FakeClusterOptions = {}): FakeCluster {
   const wipeTargets = (node: string, profile: Profile): string[] => {
     const fs = fsOf(node);
     const listed = profile === 'current' ? [CONFIG_JSON, MAIN_JSON].filter((p) => fs.exists(p)) : [];
-    return [...listed, ...pemFiles(node)];
+    return [...listed, ...pemFiles(node), ...SERF_KEYRINGS.filter((p) => fs.exists(p))];
   };
   const backupDir = (runId: string): string => `${BACKUP_ROOT}/${runId}`;
   const readManifest = (node: string, runId: string): BackupManifest | null => {
@@ -579,6 +586,44 @@ export function createFakeCluster(opts: FakeClusterOptions = {}): FakeCluster {
         return b === null ? null : { bytes: b, sha256: sha256(b) };
       }),
 
+    proveNode: (node, s) =>
+      call(node, 'proveNode', (): NodeProof => {
+        const fs = fsOf(node);
+        const members = world.crypto.unpack(fs.read(CREDENTIALS_FILE) ?? Buffer.alloc(0), s.reveal());
+        if (members === null) throw new SimError('regen:bad-secret', 3);
+        const token = tokenFromCredentials(node, s);
+        let rpcError: string | null = null;
+        try {
+          catalogNodes(world, node, token);
+        } catch (e) {
+          rpcError = consulError('Error listing nodes', 'http://127.0.0.1:8500/v1/catalog/nodes', e).message;
+        }
+        const ca = fs.read(CA_PEM);
+        const cert = fs.read(`${SD_HOME}/dc1-server-consul-0.pem`) ?? fs.read(`${SD_HOME}/dc1-client-consul-0.pem`);
+        const key = members.get('gossip-key')?.toString('utf8');
+        let keys: string[] = [];
+        try {
+          keys = Object.keys(keyringList(world, node, token)[0]?.Keys ?? {});
+        } catch {
+          keys = [];
+        }
+        return {
+          rpcError,
+          caSha256: ca === null ? null : sha256(ca),
+          certVerifies: ca !== null && cert !== null && certChains(world, ca, cert),
+          keyringExact: key !== undefined && keys.length === 1 && keys[0] === key,
+        };
+      }),
+
+    selfAccessor: (node, s) =>
+      call(node, 'selfAccessor', () => {
+        try {
+          return tokenSelf(world, node, tokenFromCredentials(node, s)).AccessorID;
+        } catch (e) {
+          throw consulError('Error reading token', 'http://127.0.0.1:8500/v1/acl/token/self', e);
+        }
+      }),
+
     listTokens: (node, s) =>
       call(node, 'listTokens', (): TokenInfo[] => {
         const token = tokenFromCredentials(node, s);
@@ -615,7 +660,7 @@ export function createFakeCluster(opts: FakeClusterOptions = {}): FakeCluster {
         if (existing !== null) return existing;
         const fs = fsOf(node);
         const dir = backupDir(runId);
-        const sources = [CONFIG_JSON, MAIN_JSON, ...pemFiles(node), CREDENTIALS_FILE, PASSWORD_FILE].filter((p) => fs.exists(p));
+        const sources = [CONFIG_JSON, MAIN_JSON, ...pemFiles(node), CREDENTIALS_FILE, PASSWORD_FILE, ...SERF_KEYRINGS].filter((p) => fs.exists(p));
         const out: BackupFile[] = [];
         for (const path of sources) {
           const data = fs.read(path) ?? Buffer.alloc(0);
@@ -669,6 +714,23 @@ export function createFakeCluster(opts: FakeClusterOptions = {}): FakeCluster {
         const raw = fsOf(node).read(PEERS_JSON);
         if (raw === null) return null;
         return (JSON.parse(raw.toString('utf8')) as Array<{ address: string }>).map((e) => e.address);
+      }),
+
+    moveRaftAside: (node, runId) =>
+      call(node, 'moveRaftAside', () => {
+        if (serviceActive(world, node)) throw new SimError('regen:running');
+        const fs = fsOf(node);
+        for (const f of fs.list(RAFT_DIR)) {
+          const data = fs.read(`${RAFT_DIR}/${f}`) ?? Buffer.alloc(0);
+          fs.write(`${backupDir(runId)}${RAFT_DIR}/${f}`, data, { owner: SD_USER, group: SD_USER, mode: 0o600 });
+          fs.remove(`${RAFT_DIR}/${f}`);
+        }
+      }),
+    probeRaftAside: (node, runId) =>
+      call(node, 'probeRaftAside', () => {
+        const fs = fsOf(node);
+        if (fs.list(RAFT_DIR).length > 0) return 'present' as const;
+        return fs.list(`${backupDir(runId)}${RAFT_DIR}`).length > 0 ? ('aside' as const) : ('none' as const);
       }),
 
     stopService: (node) => call(node, 'stopService', () => stopAgent(world, node)),
@@ -776,27 +838,17 @@ export interface HealthReport {
 }
 
 /**
- * The mesh is consistent: every node an alive member of the right type (as the leader sees it) and every
- * credentials file the leader's. True of the cluster as created, too: it says nothing of a regeneration.
+ * The mesh is consistent: exactly one server leads and every node is proven back (test/sim/proof.ts: RPC through
+ * its own agent with the current token, certificate and CA the leader's, keyring exactly the current key), and
+ * every credentials file is the leader's. True of the cluster as created, too: it says nothing of a regeneration.
  */
 export function meshConsistent(cluster: FakeCluster): HealthReport {
   const w = cluster.world;
-  const problems: string[] = [];
-  const leader = currentLeader(w);
-  if (leader === null) return { ok: false, leader, problems: ['no leader'] };
-  const view = memberView(w, leader);
+  const { leader, problems } = meshProblems(w, cluster.nodes);
+  if (leader === null) return { ok: false, leader, problems };
   const leaderSha = cluster.node(leader).fs.read(CREDENTIALS_FILE);
   const expectedSha = leaderSha === null ? null : sha256(leaderSha);
-  if (expectedSha === null) problems.push(`${leader}: no credentials file`);
   for (const name of cluster.nodes) {
-    const id = identity(w, name);
-    const host = name;
-    const nodeName = consulNodeName(id.kind, host);
-    const m = view.find((x) => x.Name === nodeName);
-    const type = id.kind === 'server' ? 'consul' : 'node';
-    if (m === undefined) problems.push(`${name}: not a member`);
-    else if (m.Status !== 1) problems.push(`${name}: ${MEMBER_STATUS[m.Status]}`);
-    else if (m.Tags.role !== type) problems.push(`${name}: member of the wrong type`);
     const b = cluster.node(name).fs.read(CREDENTIALS_FILE);
     if (b === null || sha256(b) !== expectedSha) problems.push(`${name}: credentials differ from the leader's`);
   }

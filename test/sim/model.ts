@@ -9,6 +9,8 @@
  * What it encodes is DESIGN.md §4 (service-discover v0.7.2 and Consul's acl_endpoint.go); texts are the real ones.
  */
 import { createHash, randomBytes as nodeRandomBytes } from 'node:crypto';
+import { bootstrapAlone, emptyRaft, hasRef, recoverFromPeers, settle, type RaftServer } from './raft.js';
+import { canGossip, keyringAtStart, readKeyring } from './serf.js';
 import type { MeshKind, Profile } from '../../machines/port.js';
 import { credentialsInLdap, mainJsonRefusal } from './versions.js';
 import {
@@ -30,6 +32,8 @@ export const CA_PEM = `${SD_HOME}/consul-agent-ca.pem`;
 export const CA_KEY = `${SD_HOME}/consul-agent-ca-key.pem`;
 /** Outage recovery file: a server that starts with it takes exactly these raft peers, then deletes it. */
 export const PEERS_JSON = `${SD_DATA_DIR}/raft/peers.json`;
+/** What stands for a server's raft store on disk: without it the server starts with fresh raft state. */
+export const RAFT_DB = `${SD_DATA_DIR}/raft/raft.db`;
 /** Consul keeps its node id in the data directory from its first start on. */
 export const NODE_ID = `${SD_DATA_DIR}/node-id`;
 export const SD_USER = 'service-discover';
@@ -84,6 +88,14 @@ export interface CredentialsCrypto {
   unpack(blob: Buffer, password: string): Map<string, Buffer> | null;
 }
 
+/** Certificates: real X.509 in the lab (test/sim/openssl-tls.ts); without it, the cheap stand-in below. */
+export interface TlsFace {
+  ca(): { pem: string; key: string };
+  cert(caPem: string, caKey: string, cn: string): { pem: string; key: string };
+  /** `openssl verify -CAfile ca cert`. */
+  verifies(caPem: string, certPem: string): boolean;
+}
+
 export interface NodeIdentity {
   /** FQDN, also the inventory name. */
   name: string;
@@ -105,6 +117,7 @@ export interface World {
   nodes(): readonly NodeIdentity[];
   fs(node: string): NodeFs;
   crypto: CredentialsCrypto;
+  tls?: TlsFace;
   /** Liveness face: is the node's agent process alive? (A registered agent whose process died is down.) */
   processRunning(node: string): boolean;
   /** Called once the model registered a start/stop, for faces that run a real agent process. */
@@ -140,8 +153,10 @@ export interface AgentRuntime {
   bindAddr: string;
   /** Fingerprint of the CA the agent trusts; null when its own certificate is not signed by it (TLS broken). */
   trust: string | null;
-  /** Fingerprint of the gossip key (the key itself stays in the node's files). */
+  /** Fingerprint of the primary gossip key (the key itself stays in the node's files). */
   gossip: string;
+  /** Fingerprints of every key of the node's keyring (absent in states written before keyrings were modelled). */
+  gossipKeys?: string[];
   agentTokenAccessor: string | null;
 }
 
@@ -150,6 +165,8 @@ export interface NodeRuntime {
   agent: AgentRuntime | null;
   /** Raft configuration in the node's data dir (servers only). Not touched by the wipe. */
   raftPeers: string[];
+  /** Term, configuration and log in the node's data/raft (servers; see raft.ts). */
+  raft?: RaftServer;
 }
 
 export interface MemberRecord {
@@ -339,6 +356,7 @@ export function caFingerprint(pem: Buffer | string): string {
 }
 
 function makeCa(w: World): { pem: string; key: string } {
+  if (w.tls !== undefined) return w.tls.ca();
   const id = w.randomBytes(16).toString('hex');
   return {
     pem: pemBlock('CERTIFICATE', { kind: 'ca', id, cn: 'Consul Agent CA', at: w.now().toISOString() }),
@@ -346,12 +364,22 @@ function makeCa(w: World): { pem: string; key: string } {
   };
 }
 
-function makeCert(w: World, caPem: Buffer, cn: string): { pem: string; key: string } {
+function makeCert(w: World, caPem: Buffer, caKey: Buffer | null, cn: string): { pem: string; key: string } {
+  if (w.tls !== undefined) {
+    if (caKey === null) throw new SimError('==> CA key file consul-agent-ca-key.pem not found');
+    return w.tls.cert(caPem.toString('utf8'), caKey.toString('utf8'), cn);
+  }
   const serial = w.randomBytes(8).toString('hex');
   return {
     pem: pemBlock('CERTIFICATE', { kind: 'cert', issuer: caFingerprint(caPem), cn, serial }),
     key: pemBlock('EC PRIVATE KEY', { kind: 'key', serial }),
   };
+}
+
+/** Does the certificate chain to the CA? (openssl verify with real X.509, the issuer field with the stand-in) */
+export function certChains(w: World, caPem: Buffer, certPem: Buffer): boolean {
+  if (w.tls !== undefined) return w.tls.verifies(caPem.toString('utf8'), certPem.toString('utf8'));
+  return certIssuer(certPem) === caFingerprint(caPem);
 }
 
 function certIssuer(pem: Buffer): string | null {
@@ -382,13 +410,15 @@ export function tlsCertCreate(
   kind: 'server' | 'client',
   caPem: Buffer | null = null,
   dir = SD_HOME,
+  caKey: Buffer | null = null,
 ): string {
   const fs = w.fs(node);
   const ca = caPem ?? fs.read(`${dir}/consul-agent-ca.pem`);
+  const key = caKey ?? fs.read(`${dir}/consul-agent-ca-key.pem`);
   if (ca === null) throw new SimError('==> CA file consul-agent-ca.pem not found');
   const prefix = kind === 'server' ? 'dc1-server-consul' : 'dc1-client-consul';
   const i = nextCertIndex(fs, prefix, dir);
-  const cert = makeCert(w, ca, kind === 'server' ? 'server.dc1.consul' : 'client.dc1.consul');
+  const cert = makeCert(w, ca, key, kind === 'server' ? 'server.dc1.consul' : 'client.dc1.consul');
   fs.write(`${dir}/${prefix}-${i}.pem`, cert.pem, { owner: 'root', group: 'root', mode: 0o644 });
   fs.write(`${dir}/${prefix}-${i}-key.pem`, cert.key, { owner: 'root', group: 'root', mode: 0o600 });
   return `${prefix}-${i}.pem`;
@@ -406,23 +436,46 @@ function nodeOrder(w: World): string[] {
   return w.nodes().map((n) => n.name);
 }
 
-/**
- * The leader among the running servers that trust `trust`: a server leads only when a majority of its raft peers
- * run and trust the same CA; the preferred leader leads when it can, else the first eligible.
- */
-function electedLeader(w: World, trust: string): string | null {
-  const group = nodeOrder(w).filter((n) => {
+/** Every node's raft state, created for the servers that run (the objects live in the shared state). */
+function raftServers(w: World): Record<string, RaftServer> {
+  const out: Record<string, RaftServer> = {};
+  for (const n of nodeOrder(w)) {
+    const rt = w.state.nodes[n];
+    if (rt === undefined) continue;
+    if (rt.raft === undefined && rt.agent?.server === true) rt.raft = emptyRaft();
+    if (rt.raft !== undefined) out[n] = rt.raft;
+  }
+  return out;
+}
+
+/** Runs raft among the up servers (see raft.ts): servers reach each other over RPC only when they trust one CA. */
+export function settleRaft(w: World): void {
+  const up = nodeOrder(w).flatMap((n) => {
     const a = upAgent(w, n);
-    return a !== null && a.server && trustKey(a) === trust;
+    return a !== null && a.server ? [{ node: n, group: trustKey(a), gossip: a.gossip }] : [];
   });
-  const eligible = group.filter((n) => {
-    const peers = w.state.nodes[n]?.raftPeers ?? [];
-    if (!peers.includes(n)) return false;
-    return peers.filter((p) => group.includes(p)).length * 2 > peers.length;
-  });
-  if (eligible.length === 0) return null;
   const pref = w.state.preferredLeader;
-  return pref !== null && eligible.includes(pref) ? pref : (eligible[0] ?? null);
+  const order = pref === null ? nodeOrder(w) : [pref, ...nodeOrder(w).filter((n) => n !== pref)];
+  const servers = raftServers(w);
+  settle(servers, up, order, w.now().getTime());
+  for (const [n, r] of Object.entries(servers)) runtime(w, n).raftPeers = [...r.config];
+}
+
+/** Every server that believes it leads right now (more than one: two clusters run at once). */
+export function raftLeaders(w: World): string[] {
+  settleRaft(w);
+  return nodeOrder(w).filter((n) => upAgent(w, n) !== null && w.state.nodes[n]?.raft?.leader === true);
+}
+
+/** The leader among the running servers that trust `trust` (raft decides, see raft.ts). */
+function electedLeader(w: World, trust: string): string | null {
+  settleRaft(w);
+  return (
+    nodeOrder(w).find((n) => {
+      const a = upAgent(w, n);
+      return a !== null && a.server && trustKey(a) === trust && w.state.nodes[n]?.raft?.leader === true;
+    }) ?? null
+  );
 }
 
 /** The leader as the node's own agent sees it (null when its agent is down or there is none). */
@@ -454,8 +507,14 @@ function requireLeader(w: World, viewer: string): string {
   return leader;
 }
 
-function raftWrite(w: World): number {
+/** A write: the mesh-wide index moves; with `leader`, the entry goes into that leader's log and out to its followers. */
+function raftWrite(w: World, leader: string | null = null, ref = 'write'): number {
   w.state.raftIndex += 1;
+  const r = leader === null ? undefined : w.state.nodes[leader]?.raft;
+  if (r !== undefined && r.leader) {
+    r.log.push({ term: r.term, ref });
+    settleRaft(w);
+  }
   return w.state.raftIndex;
 }
 
@@ -479,17 +538,29 @@ export function startAgent(w: World, node: string): void {
   const cfg = readJson(fs, CONFIG_JSON);
   const lanAddresses = id.interfaces.filter((i) => i.name !== 'lo').map((i) => i.address);
   const bindAddr = typeof cfg?.bind_addr === 'string' ? cfg.bind_addr : (lanAddresses[0] ?? '127.0.0.1');
-  const trust = certIssuer(certFile) === caFingerprint(caFile) ? caFingerprint(caFile) : null;
+  const trust = certChains(w, caFile, certFile) ? caFingerprint(caFile) : null;
   const server = main.server === true;
   const nodeName = typeof main.node_name === 'string' ? main.node_name : id.short;
 
+  if (server && !fs.exists(RAFT_DB)) {
+    // data/raft gone (moved aside or never there): fresh raft state, as a new server has.
+    rt.raft = emptyRaft();
+    rt.raftPeers = [];
+  }
+  if (server) {
+    fs.mkdir(SD_DATA_DIR, { owner: SD_USER, group: SD_USER, mode: 0o700 });
+    fs.mkdir(`${SD_DATA_DIR}/raft`, { owner: SD_USER, group: SD_USER, mode: 0o700 });
+    fs.write(RAFT_DB, 'raft', { owner: SD_USER, group: SD_USER, mode: 0o600 });
+  }
   if (server && fs.exists(PEERS_JSON)) {
     rt.raftPeers = peersFromRecoveryFile(w, fs.read(PEERS_JSON) ?? Buffer.alloc(0));
+    recoverFromPeers((rt.raft ??= emptyRaft()), rt.raftPeers);
     fs.remove(PEERS_JSON);
   }
   fs.mkdir(SD_DATA_DIR, { owner: SD_USER, group: SD_USER, mode: 0o700 });
   if (!fs.exists(NODE_ID)) fs.write(NODE_ID, uuid(w), { owner: SD_USER, group: SD_USER, mode: 0o600 });
-  rt.agent = { nodeName, server, bindAddr, trust, gossip: sha256(main.encrypt).slice(0, 16), agentTokenAccessor: null };
+  const keys = keyringAtStart(fs, main.encrypt, server).map((k) => sha256(k).slice(0, 16));
+  rt.agent = { nodeName, server, bindAddr, trust, gossip: keys[0] ?? '', gossipKeys: keys, agentTokenAccessor: null };
   w.startProcess?.(node);
 
   w.state.members[nodeName] = {
@@ -502,32 +573,20 @@ export function startAgent(w: World, node: string): void {
   // Other entries for this node under an older name disappear from the catalog once it rejoins.
   for (const [name, m] of Object.entries(w.state.members)) if (m.node === node && name !== nodeName) delete w.state.members[name];
 
-  if (server) joinRaft(w, node, rt.agent);
+  if (server) joinRaft(w, node);
   // Catalog registration is a raft write whenever there is a leader to take it.
-  if (leaderFor(w, node) !== null) raftWrite(w);
+  const leader = leaderFor(w, node);
+  if (leader !== null) raftWrite(w, leader, `catalog:${nodeName}`);
 }
 
-function joinRaft(w: World, node: string, a: AgentRuntime): void {
-  const rt = runtime(w, node);
-  const others = nodeOrder(w).filter((n) => n !== node);
-  // The leader of this node's trust group, if the others already have one.
-  const saved = rt.agent;
-  rt.agent = null;
-  const leader = electedLeader(w, trustKey(a));
-  rt.agent = saved;
-  if (leader === null) {
-    // Fresh data and nobody to join: bootstrap a one-server raft (first instance).
-    if (rt.raftPeers.length === 0) rt.raftPeers = [node];
-    return;
+function joinRaft(w: World, node: string): void {
+  const a = upAgent(w, node);
+  if (a === null) return;
+  // Fresh data and nobody to join in its trust group: a one-server raft (first instance).
+  if (electedLeader(w, trustKey(a)) === null) {
+    bootstrapAlone((runtime(w, node).raft ??= emptyRaft()), node);
+    settleRaft(w);
   }
-  const leaderPeers = w.state.nodes[leader]?.raftPeers ?? [];
-  const peers = leaderPeers.includes(node) ? [...leaderPeers] : [...leaderPeers, node];
-  // The leader replicates its configuration to every server of its group.
-  for (const n of [node, ...others]) {
-    const o = upAgent(w, n);
-    if (n === node || (o !== null && o.server && trustKey(o) === trustKey(a))) runtime(w, n).raftPeers = [...peers];
-  }
-  raftWrite(w);
 }
 
 function peersFromRecoveryFile(w: World, raw: Buffer): string[] {
@@ -611,10 +670,11 @@ export function tokenJson(w: World, t: TokenRecord): BootstrapJson {
   };
 }
 
-function newToken(w: World, description: string, policies: string[]): TokenRecord {
-  const index = raftWrite(w);
+function newToken(w: World, leader: string, description: string, policies: string[]): TokenRecord {
+  const accessorId = uuid(w);
+  const index = raftWrite(w, leader, `token:${accessorId}`);
   const t: TokenRecord = {
-    accessorId: uuid(w),
+    accessorId,
     secretId: uuid(w),
     description,
     policies,
@@ -647,7 +707,7 @@ export function aclBootstrap(w: World, viewer: string): BootstrapJson {
     // Consul removes the file before creating the token, whatever happens next.
     leaderFs.remove(RESET_FILE);
   }
-  const t = newToken(w, BOOTSTRAP_DESCRIPTION, ['global-management']);
+  const t = newToken(w, leader, BOOTSTRAP_DESCRIPTION, ['global-management']);
   acl.bootstrapped = true;
   acl.resetIndex = t.createIndex;
   return tokenJson(w, t);
@@ -668,10 +728,16 @@ export function parseResetIndex(text: string): number | null {
 
 type Caller = TokenRecord | 'anonymous';
 
+/** The tokens the leader's state holds: those whose creation is in its raft log (a truncated entry is lost). */
+function liveTokens(w: World, leader: string): TokenRecord[] {
+  const r = w.state.nodes[leader]?.raft;
+  return r === undefined ? w.state.tokens : w.state.tokens.filter((t) => hasRef(r, `token:${t.accessorId}`));
+}
+
 function resolveToken(w: World, viewer: string, secretId: string | undefined): Caller {
-  requireLeader(w, viewer);
+  const leader = requireLeader(w, viewer);
   if (secretId === undefined || secretId === '' || secretId === 'anonymous') return 'anonymous';
-  const t = w.state.tokens.find((x) => x.secretId === secretId);
+  const t = liveTokens(w, leader).find((x) => x.secretId === secretId);
   if (t === undefined) throw new ApiError(403, 'ACL not found');
   return t;
 }
@@ -720,7 +786,8 @@ export function memberView(w: World, viewer: string): MemberJson[] {
     .sort((a, b) => a.nodeName.localeCompare(b.nodeName))
     .map((m) => {
       const a = upAgent(w, m.node);
-      const alive = a !== null && a.nodeName === m.nodeName && trustKey(a) === trustKey(me) && a.gossip === me.gossip;
+      // Serf alone decides: a member is alive when it gossips with this agent, whatever its TLS or RPC.
+      const alive = a !== null && a.nodeName === m.nodeName && canGossip(a.gossipKeys ?? [a.gossip], me.gossipKeys ?? [me.gossip]);
       const [ip = '', port = '8301'] = m.address.split(':');
       return {
         Name: m.nodeName,
@@ -730,6 +797,39 @@ export function memberView(w: World, viewer: string): MemberJson[] {
         Tags: { role: m.type === 'server' ? 'consul' : 'node', build: `${build}:${build}`, vsn: '2', dc: 'dc1', segment: '' },
       };
     });
+}
+
+/**
+ * GET /v1/catalog/nodes through `viewer`'s agent: an RPC to the servers, so it needs a leader that the agent reaches
+ * over TLS (same CA) and a token that leader's state knows.
+ */
+export function catalogNodes(w: World, viewer: string, secretId?: string): string[] {
+  if (upAgent(w, viewer) === null) throw new AgentDownError();
+  const caller = resolveToken(w, viewer, secretId);
+  if (!canReadNodes(caller)) return [];
+  return Object.values(w.state.members)
+    .map((m) => m.nodeName)
+    .sort();
+}
+
+/**
+ * GET /v1/operator/keyring (keyring:read, a management token here): the LAN pool's keys with how many of the
+ * members this agent gossips with hold each (Consul agent/keyring.go ListKeys answers per pool; the WAN pool is
+ * left out). The keys are read from each member's keyring file.
+ */
+export function keyringList(w: World, viewer: string, secretId?: string): Array<{ WAN: boolean; Keys: Record<string, number>; NumNodes: number }> {
+  const me = upAgent(w, viewer);
+  if (me === null) throw new AgentDownError();
+  requireManagement(resolveToken(w, viewer, secretId), 'keyring:read');
+  const keys: Record<string, number> = {};
+  let numNodes = 0;
+  for (const n of nodeOrder(w)) {
+    const a = upAgent(w, n);
+    if (a === null || !canGossip(a.gossipKeys ?? [a.gossip], me.gossipKeys ?? [me.gossip])) continue;
+    numNodes += 1;
+    for (const k of readKeyring(w.fs(n)) ?? []) keys[k] = (keys[k] ?? 0) + 1;
+  }
+  return [{ WAN: false, Keys: keys, NumNodes: numNodes }];
 }
 
 /** GET /v1/status/leader: `"IP:8300"` or `""`; needs no token. */
@@ -800,7 +900,7 @@ export function tokenSelf(w: World, viewer: string, secretId?: string): Bootstra
 /** GET /v1/acl/tokens (acl:read). */
 export function tokenList(w: World, viewer: string, secretId?: string): TokenListEntry[] {
   requireManagement(resolveToken(w, viewer, secretId), 'acl:read');
-  return w.state.tokens.map((t) => listEntry(w, t));
+  return liveTokens(w, requireLeader(w, viewer)).map((t) => listEntry(w, t));
 }
 
 /** DELETE /v1/acl/token/<accessor> (acl:write). A reset leaves old tokens valid: this is how they go. */
@@ -808,10 +908,11 @@ export function tokenDelete(w: World, viewer: string, secretId: string | undefin
   const c = requireManagement(resolveToken(w, viewer, secretId), 'acl:write');
   if (accessorId === ANONYMOUS_TOKEN_ID) throw new ApiError(403, 'Permission denied: Delete operation not permitted on the anonymous token');
   if (accessorId === c.accessorId) throw new ApiError(403, "Permission denied: Deletion of the request's authorization token is not permitted");
+  const leader = requireLeader(w, viewer);
   const i = w.state.tokens.findIndex((t) => t.accessorId === accessorId);
-  if (i < 0) throw new ApiError(500, 'Cannot find token to delete');
+  if (i < 0 || !liveTokens(w, leader).some((t) => t.accessorId === accessorId)) throw new ApiError(500, 'Cannot find token to delete');
   w.state.tokens.splice(i, 1);
-  raftWrite(w);
+  raftWrite(w, leader, `token-delete:${accessorId}`);
 }
 
 /** PUT /v1/acl/policy (acl:write). */
@@ -820,7 +921,7 @@ export function policyCreate(w: World, viewer: string, secretId: string | undefi
   if (w.state.policies.some((p) => p.name === name)) {
     throw new ApiError(500, `Invalid Policy: A Policy with Name "${name}" already exists`);
   }
-  const p: PolicyRecord = { id: uuid(w), name, createIndex: raftWrite(w) };
+  const p: PolicyRecord = { id: uuid(w), name, createIndex: raftWrite(w, requireLeader(w, viewer), `policy:${name}`) };
   w.state.policies.push(p);
   return p;
 }
@@ -831,7 +932,7 @@ export function tokenCreate(w: World, viewer: string, secretId: string | undefin
   for (const name of policies) {
     if (!w.state.policies.some((p) => p.name === name)) throw new ApiError(500, `Invalid Policy: No such policy with name "${name}"`);
   }
-  return tokenJson(w, newToken(w, description, policies));
+  return tokenJson(w, newToken(w, requireLeader(w, viewer), description, policies));
 }
 
 /** PUT /v1/agent/token/default (agent:write). */
@@ -1050,7 +1151,8 @@ function join(w: World, node: string, host: string, bind: string, password: stri
   fs.write(CA_PEM, caPem, { mode: 0o600 });
   strict(fs, CA_PEM);
   const role: MeshKind = id.kind;
-  const certName = tlsCertCreate(w, node, role === 'server' ? 'server' : 'client', caPem);
+  // service-discover writes the CA key to a temporary file for `consul tls cert create`, then removes it.
+  const certName = tlsCertCreate(w, node, role === 'server' ? 'server' : 'client', caPem, SD_HOME, members.get('var/lib/service-discover/consul-agent-ca-key.pem') ?? null);
   strict(fs, `${SD_HOME}/${certName}`);
   strict(fs, `${SD_HOME}/${certName.replace(/\.pem$/, '-key.pem')}`);
   const certBase = role === 'server' ? 'dc1-server-consul-0' : 'dc1-client-consul-0';

@@ -38,6 +38,19 @@ function watched(port: NodePort): { port: NodePort; mirrors: ParsedMirror[]; eff
 }
 
 describe('cluster lock and run mirror (fake cluster)', () => {
+  it("a port bound to an actor's abort signal stays gated: its effects, too, wait for the mirror", async () => {
+    h = harness({ servers: 1, agents: 2 });
+    const w = watched(h.cluster.port);
+    // As the SSH port does, withSignal hands out another port for the actor's commands.
+    const signalled: NodePort = { ...w.port, withSignal: () => w.port };
+    const store = h.open();
+    const cr = clusterRun({ port: signalled, store });
+    const r = await h.start({ store, port: cr.port, cluster: cr.guard });
+    expect(r.state).toBe('done');
+    expect(w.effects).toBeGreaterThan(10);
+    expect(w.effectsAhead).toEqual([]);
+  });
+
   it('every effect waits until the mirror holds its intent; the mirror is on the leader and two more nodes', async () => {
     h = harness({ servers: 2, agents: 2 });
     const w = watched(h.cluster.port);

@@ -164,7 +164,8 @@ describe('the runbooks by hand through the port', () => {
     await expect(c.port.setupFollower('mail2.example.com', addressOf(c, 'mail2.example.com'), secret, 'agent')).rejects.toThrow(
       'openpgp: incorrect key',
     );
-    expect(healthy(c, secret).problems).toContain('mail2.example.com: failed');
+    // Still alive in serf (same old keyring), but its RPC finds no leader that trusts its old CA.
+    expect(healthy(c, secret).problems).toContain('mail2.example.com: RPC through its own agent fails: 500 (No cluster leader)');
   });
 
   test('seed 000 on three servers stalls at the leader: its new CA has no quorum', async () => {
@@ -213,6 +214,8 @@ describe('port methods', () => {
       '/var/lib/service-discover/dc1-server-consul-0.pem',
       '/etc/zextras/service-discover/cluster-credentials.tar.gpg',
       '/var/lib/service-discover/password',
+      '/var/lib/service-discover/data/serf/local.keyring',
+      '/var/lib/service-discover/data/serf/remote.keyring',
     ]);
     expect(m.files.find((f) => f.path.endsWith('/password'))).toMatchObject({ mode: '0400', owner: 'root' });
     expect(m.files.find((f) => f.path.endsWith('/main.json'))).toMatchObject({ mode: '0600', owner: 'service-discover' });
@@ -271,7 +274,7 @@ describe('port methods', () => {
     expect(meshConsistent(c)).toEqual({
       ok: false,
       leader: S1,
-      problems: ['mail2.example.com: failed', "mail3.example.com: credentials differ from the leader's"],
+      problems: ['mail2.example.com: RPC through its own agent fails: agent down', "mail3.example.com: credentials differ from the leader's"],
     });
   });
 

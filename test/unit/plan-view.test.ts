@@ -81,7 +81,7 @@ describe('regen plan', () => {
     expect(context?.nodes.map((n) => n.name)).toEqual(['mail1.example.com', 'mail2.example.com']);
     const text = renderPlan(context, { color: false, problems });
     expect(text).toMatch(/problems \(regen start refuses until they are fixed\):\n {2}✗ mail3\.example\.com: .*\(not planned\)\n {4}next: /);
-    expect(text).toContain('mail1.example.com (leader, mesh server, current, bind 10.0.0.11): backup →');
+    expect(text).toContain('mail1.example.com (leader, mesh server, current, service-discover 0.7.2 (setup-wizard), bind 10.0.0.11): backup →');
     expect(cluster.effects.log).toEqual([]);
   });
 
@@ -90,12 +90,12 @@ describe('regen plan', () => {
     const text = renderPlan(context, { color: false });
     const lines = text.trimEnd().split('\n');
     expect(lines.length).toBeLessThanOrEqual(40);
-    expect(text).toContain('mail2.example.com…mail25.example.com (24 agents, current): backup → copy → stop → wipe → setup → verify\n');
+    expect(text).toContain('mail2.example.com…mail25.example.com (24 agents, current, service-discover 0.7.2 (setup-wizard)): backup → copy → stop → wipe → setup → verify\n');
     expect(text.split("The mesh is down from the leader's stop").length - 1).toBe(1);
     // The per-node commands are for --verbose only.
     expect(text).not.toContain('systemctl stop service-discover');
     const verbose = renderPlan(context, { color: false, verbose: true });
-    for (let i = 2; i <= 25; i++) expect(verbose).toContain(`mail${i}.example.com  follower  agent  profile current  bind `);
+    for (let i = 2; i <= 25; i++) expect(verbose).toContain(`mail${i}.example.com  follower  agent  profile current  service-discover 0.7.2 (setup-wizard)  bind `);
     expect(verbose.split("The mesh is down from the leader's stop").length - 1).toBe(1);
   });
 

@@ -7,6 +7,7 @@ import { createFakeCluster, type FakeCluster } from '../sim/fake-cluster.js';
 import {
   AgentDownError,
   ApiError,
+  NODE_ID,
   CA_KEY,
   CA_PEM,
   CONFIG_JSON,
@@ -283,14 +284,17 @@ describe('members', () => {
     });
   });
 
-  test('a node that does not trust the leader CA is not alive', () => {
+  test('a node that does not trust the leader CA is still alive (serf alone), but its RPC has no leader', () => {
     const c = createFakeCluster({ servers: 1, agents: 1, seed: 'mem3' });
     const old = bootstrapToken(c.world, S1, c.secret);
     writeReset(c.world, S1, c.state.acl.resetIndex);
     wipeCurrent(c.world, S1);
     setup(c.world, S1, { bind: ip(c, S1), password: 'new', firstInstance: true, uid: 0 });
     const status = Object.fromEntries(agentMembers(c.world, S1, old).map((m) => [m.Name, m.Status]));
-    expect(status).toEqual({ 'agent-mail2-example-com': 4, 'server-mail1-example-com': 1 });
+    expect(status).toEqual({ 'agent-mail2-example-com': 1, 'server-mail1-example-com': 1 });
+    const e = errorOf(() => agentMembers(c.world, 'mail2.example.com', old));
+    expect(e).toBeInstanceOf(ApiError);
+    expect(e.message).toBe('No cluster leader');
   });
 });
 
@@ -407,7 +411,8 @@ describe('leadership', () => {
     expect(currentLeader(c.world)).toBeNull();
     expect(statusLeader(c.world, S1)).toBe('');
     startAgent(c.world, S2);
-    expect(currentLeader(c.world)).toBe(S2);
+    // S1 holds the higher term and the longer log: its election wins, not the preferred server's.
+    expect(currentLeader(c.world)).toBe(S1);
   });
 
   test('three servers: a leader re-set-up with a new CA cannot reach the others, so it has no leader', () => {
@@ -426,7 +431,8 @@ describe('leadership', () => {
   test('peers.json outage recovery: a server starts with exactly those peers and the file is deleted', () => {
     const c = createFakeCluster({ servers: 3, seed: 'l4' });
     for (const s of [S1, S2, S3]) stopAgent(c.world, s);
-    c.world.fs(S1).write(PEERS_JSON, JSON.stringify([{ id: 'x', address: `${ip(c, S1)}:8300`, non_voter: false }]), {});
+    const id = c.world.fs(S1).read(NODE_ID)?.toString('utf8').trim();
+    c.world.fs(S1).write(PEERS_JSON, JSON.stringify([{ id, address: `${ip(c, S1)}:8300`, non_voter: false }]), {});
     startAgent(c.world, S1);
     expect(c.state.nodes[S1]?.raftPeers).toEqual([S1]);
     expect(c.node(S1).exists(PEERS_JSON)).toBe(false);

@@ -9,6 +9,8 @@ import {
   ApiError,
   aclBootstrap,
   agentMembers,
+  catalogNodes,
+  keyringList,
   policyCreate,
   raftConfiguration,
   setAgentToken,
@@ -58,6 +60,8 @@ const routes: Array<{ method: string; pattern: RegExp; handle: Handler }> = [
   { method: 'GET', pattern: /^\/v1\/agent\/members$/, handle: (w, t) => agentMembers(w, self.name, t) },
   { method: 'GET', pattern: /^\/v1\/acl\/token\/self$/, handle: (w, t) => tokenSelf(w, self.name, t) },
   { method: 'GET', pattern: /^\/v1\/acl\/tokens$/, handle: (w, t) => tokenList(w, self.name, t) },
+  { method: 'GET', pattern: /^\/v1\/catalog\/nodes$/, handle: (w, t) => catalogNodes(w, self.name, t).map((Node) => ({ Node })) },
+  { method: 'GET', pattern: /^\/v1\/operator\/keyring$/, handle: (w, t) => keyringList(w, self.name, t) },
   {
     method: 'DELETE',
     pattern: /^\/v1\/acl\/token\/([0-9a-f-]+)$/,

@@ -91,7 +91,7 @@ function parse(argv: string[], booleans: ReadonlySet<string>): Parsed {
   return { words, flags };
 }
 
-const BOOLEANS = new Set(['server', 'client', 'self', 'detailed', 'name-constraint', 'stale', 'wan']);
+const BOOLEANS = new Set(['server', 'client', 'self', 'detailed', 'name-constraint', 'stale', 'wan', 'list']);
 
 function tokenFrom(p: Parsed): string | undefined {
   const t = p.flags.get('token');
@@ -167,6 +167,34 @@ async function main(argv: string[]): Promise<number> {
     ]);
     out(columns([header, ...rows]));
     return 0;
+  }
+
+  if (w1 === 'catalog' && w2 === 'nodes') {
+    try {
+      const nodes = (await call('GET', '/v1/catalog/nodes', token)) as Array<{ Node: string }>;
+      out(nodes.map((n) => n.Node).join('\n'));
+      return 0;
+    } catch (e) {
+      err(`Error listing nodes: ${(e as Error).message}`);
+      return 1;
+    }
+  }
+
+  if (w1 === 'keyring' && p.flags.get('list') === true) {
+    try {
+      const pools = (await call('GET', '/v1/operator/keyring', token)) as Array<{ WAN: boolean; Keys: Record<string, number>; NumNodes: number }>;
+      const lines = ['==> Gathering installed encryption keys...', ''];
+      for (const pool of pools) {
+        lines.push(pool.WAN ? 'WAN:' : 'dc1 (LAN):');
+        for (const [k, n] of Object.entries(pool.Keys)) lines.push(`  ${k} [${n}/${pool.NumNodes}]`);
+        lines.push('');
+      }
+      out(lines.join('\n'));
+      return 0;
+    } catch (e) {
+      err(`Error: ${(e as Error).message}`);
+      return 1;
+    }
   }
 
   if (w1 === 'acl' && w2 === 'bootstrap') {

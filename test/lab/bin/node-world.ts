@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { MeshKind, Profile } from '../../../machines/port.js';
 import { GpgCrypto } from '../../sim/gpg-crypto.js';
+import { opensslTls } from '../../sim/openssl-tls.js';
 import {
   SimError,
   SD_DATA_DIR,
@@ -289,6 +290,7 @@ export function withWorld<T>(fn: (w: World, self: NodeJson) => T): T {
           return f;
         },
         crypto,
+        tls: opensslTls,
         processRunning: (node) => agentPid(self, shortOf(node)) > 0,
         startProcess: (node) => {
           if (node !== self.name) throw new Error(`cannot start the agent of ${node} from ${self.name}`);
