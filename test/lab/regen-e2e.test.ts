@@ -93,7 +93,7 @@ describe.skipIf(skip !== null)('regen killed with SIGKILL while followers are se
       expect(row.outcome, `${o.step} on ${o.node}`).not.toBeNull();
     }
     db2.close();
-  });
+  }, 180_000);
 });
 
 describe.skipIf(skip !== null)('a follower whose sshd is down at start', () => {
