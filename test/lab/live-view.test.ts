@@ -92,7 +92,7 @@ describe.skipIf(skip)('regen start in a real terminal (tmux) on a lab (1 server,
 
       const all = live.join('\n');
       // The leader's setup, its elapsed time, and the command now running.
-      expect(all).toMatch(/ ★ mail1\.lab\.example {2}leader {4}leader\.setup +… \d+\.\ds {2}\$ service-discover setup --first-instance/);
+      expect(all).toMatch(/ ★ mail1\.lab\.example {2}leader {4}leader\.setup +… \d+\.\ds {2}\$ service-discover setup-wizard --first-instance/);
       // Both followers in their setup in one frame: they run side by side.
       expect(live.some((f) => nodeLines(f).filter((l) => /follower\.setup +… \d+\.\ds {2}\$ service-discover setup/.test(l)).length === 2)).toBe(true);
       // The downtime clock while the mesh is down, then the total.
@@ -126,7 +126,7 @@ describe.skipIf(skip)('regen start in a real terminal (tmux) on a lab (1 server,
     const asked = (await framesUntil(socket(), 'declined', (f) => f.includes(prompt.trimEnd()))).at(-1) ?? '';
     const scrollback = capture(socket(), 'declined', true);
     expect(scrollback).toContain(`Plan for cluster ${lab.cluster} (run `);
-    expect(scrollback).toMatch(/mail1\.lab\.example \(leader, mesh server, current, bind [\d.]+\): backup → /);
+    expect(scrollback).toMatch(/mail1\.lab\.example \(leader, mesh server, current, service-discover [\d.]+ \(setup-wizard\), bind [\d.]+\): backup → /);
     // Said once, at the end of the plan, right above the question.
     expect(asked).toContain("The mesh is down from the leader's stop until the last node is set up again.");
     expect(scrollback.split("The mesh is down from the leader's stop").length - 1).toBe(1);

@@ -62,7 +62,7 @@ describe.skipIf(skip)('regen plan on a lab (1 server, 2 agents)', () => {
     expect(verbose.code, verbose.stderr).toBe(0);
     expect(verbose.stdout).toContain('exec service-discover setup-wizard --first-instance');
     expect(verbose.stdout).toContain(`on a terminal: ${lab.nodes[0]?.ip}, then the mesh secret (one line), twice`);
-    expect(verbose.stdout).not.toContain('--password');
+    expect(verbose.stdout).not.toContain('--password=');
     expect(verbose.stdout).not.toContain(h.secret);
 
     const json = regen(lab, ['start', '--dry-run', '-i', lab.inventory, '--json']);

@@ -223,9 +223,10 @@ describe.skipIf(skip)('seed 000 on 3 mesh servers + 2 agents, followed literally
     await op.run(leader, 'rm /etc/zextras/service-discover/config.json');
     await op.run(leader, 'rm /etc/zextras/service-discover/main.json');
     await op.run(leader, 'rm /var/lib/service-discover/*.pem');
-    const r = await sshExec(lab, leader.short, `service-discover setup ${leader.ip} --first-instance --password=${newSecret()}`, { timeoutMs: 120_000 });
-    expect(r.code, r.stdout + r.stderr).not.toBe(0);
-    expect(r.stdout + r.stderr).toContain('No cluster leader');
+    // At a terminal (`ssh -t`), as the runbook is typed: setup refuses a stdin that is not one.
+    const r = await sshTerminal(lab, leader.short, `service-discover setup ${leader.ip} --first-instance --password=${newSecret()}`);
+    expect(r.code, r.out).not.toBe(0);
+    expect(r.out).toContain('No cluster leader');
     // The other two servers, left running with the old CA, elected a leader of their own.
     const other = lab.nodes.find((n) => n.kind === 'server' && n !== leader) as LabNode;
     const rival = (await op.run(other, 'wget http://127.0.0.1:8500/v1/status/leader -qO -')).trim();
