@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { NeedsOperatorError, RegenError } from '../../machines/errors.js';
 import type { InventoryNode, NodeFacts } from '../../machines/port.js';
 import { chooseBindAddress } from '../../machines/bind-address.js';
-import { MANIFEST_HEADER } from '../../adapters/carbonio/commands.js';
+import { BACKED_UP, MANIFEST_HEADER } from '../../adapters/carbonio/commands.js';
 import {
   parseBackup,
   parseCredentialsSha256,
@@ -408,6 +408,13 @@ describe('backup manifest', () => {
     expect(parseBackup(`regen:backup verified\n${MANIFEST_HEADER}\n`, '/d')).toEqual({ state: 'verified', manifest: { dir: '/d', files: [] } });
     expect(parseBackup('regen:backup absent\n', '/d')).toEqual({ state: 'absent', manifest: null });
     expect(parseBackup('regen:backup corrupt\n', '/d')).toEqual({ state: 'corrupt', manifest: null });
+  });
+
+  it('reads a line for every file the backup script copies, the gossip keyrings included', () => {
+    const paths = BACKED_UP.map((p) => p.replace('*.pem', 'consul-agent-ca.pem'));
+    expect(paths).toContain('/var/lib/service-discover/data/serf/local.keyring');
+    const text = [MANIFEST_HEADER, ...paths.map((p) => `${p} ${SHA_A} 49 600 service-discover service-discover`), ''].join('\n');
+    expect(parseManifest(text, '/d').files.map((f) => f.path)).toEqual(paths);
   });
 
   it('refuses a manifest without header or with a broken line', () => {
