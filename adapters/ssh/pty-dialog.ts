@@ -13,7 +13,7 @@
  */
 import type { Client, ClientChannel, PseudoTtyOptions } from 'ssh2';
 import { OutcomeUnknownError, NodeUnreachableError } from '../../machines/errors.js';
-import { shq } from './transport.js';
+import { shq } from '../shell/quote.js';
 
 export interface DialogStep {
   /** What the step answers, for the transcript ("bind address", "password"). */

@@ -1,7 +1,7 @@
 import type { DialogOptions, DialogResult } from './pty-dialog.js';
 /**
  * What the Carbonio adapter needs from a transport: run a command on one node.
- * adapters/ssh/transport.ts implements it over ssh2; tests may implement it in memory.
+ * SshTransport (adapters/ssh/pool.ts) implements it over ssh2; tests may implement it in memory.
  *
  * Outcomes (machines/errors.ts):
  * - resolves with { code, stdout, stderr } when the command ran to completion (any exit code);
