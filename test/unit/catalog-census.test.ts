@@ -9,6 +9,9 @@ import { buildStatusView } from '../../cli/commands/status.js';
 import { renderStatus } from '../../adapters/terminal/status.js';
 import { compareCatalog, snapshotOf } from '../../machines/catalog-census.js';
 import type { NodePort } from '../../machines/port.js';
+import { CommandFailedError } from '../../machines/errors.js';
+import { readCatalog } from '../../adapters/carbonio/commands.js';
+import { parseCatalog } from '../../adapters/carbonio/catalog-parse.js';
 
 let h: Harness | undefined;
 afterEach(() => h?.cleanup());
@@ -87,6 +90,34 @@ describe('catalog census against the fake cluster', () => {
   });
 });
 
+describe('catalog census across a resume', () => {
+  it('the snapshot is taken once, before the wipe, and the resumed run compares with it', async () => {
+    h = harness({ servers: 1, agents: 1 });
+    const base = bind(h.cluster.port);
+    let anonymousReads = 0;
+    let failStop = true;
+    const readCatalog: NodePort['readCatalog'] = async (node, s) => {
+      if (s === null) anonymousReads++;
+      return base.readCatalog(node, s);
+    };
+    const stopService: NodePort['stopService'] = async (node) => {
+      if (failStop) {
+        failStop = false;
+        throw new CommandFailedError(node, 'Failed to stop service-discover.service: Access denied', 1);
+      }
+      return base.stopService(node);
+    };
+    const port = { ...base, readCatalog, stopService };
+    const first = await h.start({ port });
+    expect(first.state).toBe('failed');
+    expect(statusOf(h, first.runId).catalog?.after).toBeNull();
+    const second = await h.resume(first.runId, { port });
+    expect(second.state).toBe('done');
+    expect(anonymousReads).toBe(1);
+    expect(statusOf(h, first.runId).catalog?.after).toEqual({ compared: true, reason: null, missingServices: [], failingChecks: [] });
+  });
+});
+
 describe('compareCatalog', () => {
   it('an empty catalog is a token that reads nothing, not a snapshot', () => {
     expect(snapshotOf({ services: [], checks: [] })).toMatchObject({ recorded: false });
@@ -96,5 +127,27 @@ describe('compareCatalog', () => {
     const after = compareCatalog(before, { services: ['consul', 'a'], checks: [{ node: 'n1', checkId: 'c1', status: 'warning' }, { node: 'n1', checkId: 'c2', status: 'critical' }] });
     expect(after.failingChecks).toEqual([{ check: 'n1/c1', status: 'warning' }]);
     expect(after.missingServices).toEqual([]);
+  });
+});
+
+describe('the catalog command and its parser', () => {
+  it('puts the token in a header file, never on curl\'s command line', () => {
+    const withToken = readCatalog(true);
+    const curls = withToken.split('\n').filter((l) => l.includes('curl -'));
+    expect(curls).toHaveLength(2);
+    for (const l of curls) {
+      expect(l).toContain('-H @"$G/h"');
+      expect(l).not.toContain('CONSUL_HTTP_TOKEN');
+    }
+    // Without a token the header file is empty: the agent's default token answers.
+    expect(readCatalog(false)).not.toContain('CONSUL_HTTP_TOKEN');
+  });
+
+  it('parses the services map and the checks, and refuses anything else', () => {
+    const out = 'services={"consul":[],"carbonio-mailbox":["v1"]}\nchecks=[{"Node":"agent-m1","CheckID":"serfHealth","Status":"passing"}]\n';
+    expect(parseCatalog(out, 'm1')).toEqual({ services: ['carbonio-mailbox', 'consul'], checks: [{ node: 'agent-m1', checkId: 'serfHealth', status: 'passing' }] });
+    expect(() => parseCatalog('services=[]\nchecks=[]\n', 'm1')).toThrow(/catalog\/services/);
+    expect(() => parseCatalog('services={}\nchecks=[{"Node":1}]\n', 'm1')).toThrow(/health\/state/);
+    expect(() => parseCatalog('<html>', 'm1')).toThrow();
   });
 });
