@@ -76,10 +76,14 @@ const SECRET_STDIN = 'the mesh secret (one line)';
 const BACKUP_FILES = [CONFIG_JSON, MAIN_JSON, CREDENTIALS_FILE, `${SD_HOME}/*.pem`, PASSWORD_FILE, 'data/serf/*.keyring'].map((p) => p.split('/').pop()).join(' ');
 
 /** Per step of the catalogue, how the plan words it; the commands themselves are adapters/carbonio's. */
-const STEP_VIEWS: Record<Exclude<StepKey, 'finalVerify' | 'revoke' | 'nodeTokens'>, (a: ViewArgs) => StepView> = {
+const STEP_VIEWS: Record<Exclude<StepKey, 'finalVerify' | 'catalogAfter' | 'revoke' | 'nodeTokens'>, (a: ViewArgs) => StepView> = {
   backup: ({ run, onNode }) => ({
     command: `cp -a ${BACKUP_FILES} → ${BACKUP_ROOT}/${run}/   (owners and modes kept, sha256 recorded)`,
     scripts: [onNode(cmd.backup(PLAN_RUN_ID))],
+  }),
+  catalogBefore: ({ onNode }) => ({
+    command: 'curl 127.0.0.1:8500/v1/catalog/services and /v1/health/state/any   (read-only; the agent\'s default token)',
+    scripts: [onNode(cmd.readCatalog(false))],
   }),
   resetIndex: ({ onNode }) => ({ command: 'consul acl bootstrap   (reads "reset index: N" from the 403 answer)', scripts: [onNode(cmd.readResetIndex())] }),
   resetFile: ({ onNode }) => ({

@@ -2,6 +2,7 @@
  * The implementations of the machine's named actors, built from the run's dependencies (node port, journal,
  * the secret held in memory). The runner provides them with recoveryMachine.provide({ actors: makeActors(deps) }).
  */
+import { compareCatalogAfter, recordCatalogBefore } from './catalog-census.js';
 import { fromPromise, type InputFrom } from 'xstate';
 import { chainOf, stepEntry, STEPS, type ChainKey } from './catalogue.js';
 import { problemsMessage, RegenError, toErrorRecord, type Problem } from './errors.js';
@@ -161,6 +162,9 @@ async function backUpNodesActor(d: steps.StepDeps, input: In<'backUpNodes'>) {
         hint: stopped ? 'regen resume' : 'free space or fix the nodes, then regen resume',
       });
     }
+    // While the old mesh still runs: what its catalog holds, to compare after the run.
+    const leader = input.nodes.find((n) => n.role === 'leader');
+    if (leader !== undefined) await recordCatalogBefore(d, leader);
     return null;
 }
 
@@ -241,6 +245,7 @@ export function makeActors(base: steps.StepDeps, hooks: ActorHooks = {}): typeof
     finalVerify: fromPromise(async ({ input, signal }) => {
       const d = boundTo(base, signal);
       await steps.finalVerify(d, input.leader, input.nodes, input.credentialsSha256);
+      await compareCatalogAfter(d, input.leader);
       return null;
     }),
     revokeOldTokens: fromPromise(({ input, signal }) => revokeOldTokens(boundTo(base, signal), input.leader)),

@@ -10,10 +10,11 @@
 import type { NodePort } from './port.js';
 
 /**
- * Which nodes run a step: every node (before any change), the leader, every other mesh server (while the leader
- * recovers alone), each follower, or the leader at the end.
+ * Which nodes run a step: every node (before any change), the whole mesh as the leader's agent shows it (with the
+ * backups, before any change), the leader, every other mesh server (while the leader recovers alone), each
+ * follower, or the leader at the end.
  */
-export type Chain = 'all' | 'leader' | 'servers' | 'follower' | 'final' | 'harden';
+export type Chain = 'all' | 'mesh' | 'leader' | 'servers' | 'follower' | 'final' | 'harden';
 
 /** A condition under which a step runs at all (absent: always). */
 export type StepCondition = 'several-servers' | 'revoke';
@@ -56,6 +57,19 @@ export const STEPS = {
     changes: 'copies config.json, main.json, the credentials, *.pem, the password file and the gossip keyrings to the run\'s backup directory (owners, modes, sha256 kept)',
     downtime: false,
     program: null,
+  },
+  catalogBefore: {
+    name: 'mesh.catalog-before',
+    chain: 'mesh',
+    state: 'backup',
+    effect: ['readCatalog'],
+    probe: [],
+    column: null,
+    short: 'catalog',
+    command: 'curl 127.0.0.1:8500/v1/catalog/services, /v1/health/state/any',
+    changes: 'nothing: records the services registered in the catalog and the health checks passing, as the leader\'s agent shows them ("not recorded" when it cannot)',
+    downtime: false,
+    program: 'curl',
   },
   resetIndex: {
     name: 'leader.reset-index',
@@ -256,6 +270,19 @@ export const STEPS = {
     downtime: false,
     program: 'consul members',
   },
+  catalogAfter: {
+    name: 'final.catalog',
+    chain: 'final',
+    state: 'finalVerify',
+    effect: ['readCatalog'],
+    probe: [],
+    column: null,
+    short: 'catalog compare',
+    command: 'curl 127.0.0.1:8500/v1/catalog/services, /v1/health/state/any',
+    changes: 'nothing: reads the catalog again with the new token; a service missing since the backup, or a check that passed then and fails now, is reported (regen status)',
+    downtime: false,
+    program: 'curl',
+  },
   revoke: {
     name: 'harden.revoke',
     chain: 'harden',
@@ -329,7 +356,7 @@ export function applies(e: StepEntry, shape: RunShape): boolean {
  * check; another mesh server is also isolated while the leader recovers alone).
  */
 export function stepsForRole(role: 'leader' | 'follower', shape: RunShape, kind: 'server' | 'agent' | null = null): CatalogueEntry[] {
-  const chains: Chain[] = role === 'leader' ? ['all', 'leader', 'final'] : kind === 'server' ? ['all', 'servers', 'follower'] : ['all', 'follower'];
+  const chains: Chain[] = role === 'leader' ? ['all', 'mesh', 'leader', 'final'] : kind === 'server' ? ['all', 'servers', 'follower'] : ['all', 'follower'];
   return CATALOGUE.filter((e) => chains.includes(e.chain) && applies(e, shape));
 }
 

@@ -154,6 +154,14 @@ export interface NodeProof {
   keyringExact: boolean;
 }
 
+/** The catalog as one agent answers it (GET /v1/catalog/services, GET /v1/health/state/any). */
+export interface CatalogView {
+  /** Service names registered anywhere in the mesh. */
+  services: string[];
+  /** Every health check: its node, CheckID and status (passing, warning or critical). */
+  checks: Array<{ node: string; checkId: string; status: string }>;
+}
+
 export interface NodePort {
   // ---- read-only ----------------------------------------------------------------------------------------------
   /** Preflight inspection of one node. Throws NodeUnreachableError if it cannot be reached. */
@@ -174,6 +182,11 @@ export interface NodePort {
   proveNode(node: string, secret: Secret): Promise<NodeProof>;
   /** AccessorID of the token in the node's credentials (`consul acl token read -self`); an AccessorID is not secret. */
   selfAccessor(node: string, secret: Secret): Promise<string>;
+  /**
+   * The catalog's services and health checks through the node's own agent: with the token of its credentials
+   * (secret on stdin), or with none (null: the agent's default token answers). Throws when it cannot be read.
+   */
+  readCatalog(node: string, secret: Secret | null): Promise<CatalogView>;
   /** Management tokens visible with the new bootstrap token (harden step). */
   listTokens(node: string, secret: Secret): Promise<TokenInfo[]>;
 

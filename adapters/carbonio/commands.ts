@@ -508,3 +508,28 @@ export function deleteToken(accessorId: string): string {
   if (!UUID.test(accessorId)) throw new Error(`not an accessor id: ${JSON.stringify(accessorId)}`);
   return script(TOKEN_FROM_CREDENTIALS, `consul acl token delete -id ${accessorId}`, 'exit $?');
 }
+
+export const CATALOG_SERVICES_URL = 'http://127.0.0.1:8500/v1/catalog/services';
+export const HEALTH_STATE_URL = 'http://127.0.0.1:8500/v1/health/state/any';
+
+/**
+ * The catalog's services and every health check through the node's own agent, as `services=JSON` and
+ * `checks=JSON` lines. With a token (stdin: the mesh secret) the token of the credentials goes into a header file
+ * in the root-only temporary directory, never onto curl's command line; without one the agent's default token
+ * answers.
+ */
+export function readCatalog(withToken: boolean): string {
+  const head = withToken
+    ? [TOKEN_FROM_CREDENTIALS, `printf 'X-Consul-Token: %s\\n' "$CONSUL_HTTP_TOKEN" > "$G/h" || exit 70`, 'unset CONSUL_HTTP_TOKEN']
+    : ['G=$(mktemp -d) || exit 70', `trap 'rm -rf "$G"' EXIT`, `trap 'exit 143' HUP INT TERM`, ': > "$G/h"'];
+  return script(
+    ...head,
+    `command -v curl >/dev/null 2>&1 || { echo 'regen:no-curl' >&2; exit 127; }`,
+    `S=$(curl -fsS -H @"$G/h" ${CATALOG_SERVICES_URL}) || exit $?`,
+    `H=$(curl -fsS -H @"$G/h" ${HEALTH_STATE_URL}) || exit $?`,
+    // The checks' output can be long: keep the fields compared when jq is there.
+    `if command -v jq >/dev/null 2>&1; then H=$(printf '%s\\n' "$H" | jq -c '[.[] | {Node, CheckID, Status}]') || exit $?; fi`,
+    `printf 'services=%s\\n' "$(printf '%s' "$S" | tr -d '\\n')"`,
+    `printf 'checks=%s\\n' "$(printf '%s' "$H" | tr -d '\\n')"`,
+  );
+}

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { CommandFailedError, NeedsOperatorError, UsageError } from '../../machines/errors.js';
 import type {
   BackupManifest,
+  CatalogView,
   MeshKind,
   Member,
   NodeFacts,
@@ -20,6 +21,7 @@ import type {
 import { MASK, Secret } from '../secrets/secret.js';
 import type { ExecOptions, ExecResult, Remote } from '../ssh/remote.js';
 import * as cmd from './commands.js';
+import { parseCatalog } from './catalog-parse.js';
 import { clusterStateMethods } from './cluster-state.js';
 import { setupOnTerminalCommand, setupOnTerminalSteps, setupWizardCommand, setupWizardSteps } from './setup-dialog.js';
 import {
@@ -261,6 +263,17 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
       const m = /^self=([0-9a-f-]{36})$/m.exec(res.stdout);
       if (res.code !== 0 || m?.[1] === undefined) throw failed(node, 'consul acl token read -self', res, undefined, secret);
       return m[1];
+    },
+
+    async readCatalog(node: string, secret: Secret | null): Promise<CatalogView> {
+      const what = 'read the catalog (services, health checks)';
+      const res = await run(node, what, cmd.readCatalog(secret !== null), secret === null ? {} : { stdin: secretLine(secret) });
+      if (secret !== null) {
+        const problem = tokenFailure(node, what, res);
+        if (problem !== null) throw problem;
+      }
+      if (res.code !== 0) throw failed(node, what, res, /regen:no-curl/.test(res.stderr) ? 'install curl on the node' : undefined, secret ?? undefined);
+      return parseCatalog(res.stdout, node);
     },
 
     async listTokens(node: string, secret: Secret): Promise<TokenInfo[]> {

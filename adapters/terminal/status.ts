@@ -7,6 +7,8 @@ import type { AuditRow, RunRow, RunStatus } from '../../store/types.js';
 import { formatClock, formatDateTime, formatDuration, padEnd, palette } from './format.js';
 import type { TimeZoneChoice } from './format.js';
 import { sanitizeDeep } from './sanitize.js';
+import { renderCatalog } from './catalog-status.js';
+import type { CatalogStatus } from '../../machines/catalog-census.js';
 
 export type CellState = 'done' | 'failed' | 'running' | 'pending' | 'unknown' | 'skipped';
 
@@ -39,6 +41,8 @@ export interface StatusView {
   lastError: { step?: string; node?: string; at?: number; error: ErrorRecord } | null;
   /** What to do next, each an exact command with the reason. */
   next: Array<{ command: string; why: string }>;
+  /** The catalog before the wipe and its comparison after the run (machines/catalog-census.ts). */
+  catalog?: CatalogStatus;
 }
 
 export interface RenderOptions {
@@ -97,6 +101,7 @@ export function renderStatus(raw: StatusView, opts: RenderOptions = {}): string 
   }
   out.push(c.dim(`(${(Object.keys(SYMBOL) as CellState[]).map((k) => `${SYMBOL[k]} ${k}`).join('  ')})`));
 
+  out.push(...renderCatalog(view.catalog, c));
   if (view.lastError !== null) {
     const e = view.lastError;
     const where = [e.node ?? e.error.node, e.step].filter((x) => x !== undefined).join(' ');

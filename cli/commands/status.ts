@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { applies, CATALOGUE, columnsForRole, statusColumns, stepEntry } from '../../machines/catalogue.js';
 import { UsageError } from '../../machines/errors.js';
+import { catalogStatus } from '../../machines/catalog-census.js';
 import { processAlive } from '../../store/process.js';
 import type { JournalRow, RunRow, Store } from '../../store/types.js';
 import type { CellState, StatusView } from '../../adapters/terminal/index.js';
@@ -119,6 +120,7 @@ export function buildStatusView(store: Store, run: RunRow, now = Date.now()): St
         }
       : null,
     next,
+    catalog: catalogStatus(journal),
   };
   return view;
 }

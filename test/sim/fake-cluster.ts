@@ -23,6 +23,7 @@ import type {
 import { BACKUP_ROOT, RAFT_DIR, SERF_KEYRINGS, UNHASHED } from '../../machines/port.js';
 import { fakeStateMethods } from './fake-cluster-state.js';
 import { meshProblems } from './proof.js';
+import { catalogServices, healthStateAny, registerService } from './catalog.js';
 import { CommandFailedError, NodeUnreachableError, OutcomeUnknownError } from '../../machines/errors.js';
 import { Secret } from '../../adapters/secrets/secret.js';
 import { FakeCrypto } from './fake-crypto.js';
@@ -328,8 +329,9 @@ export function createFakeCluster(opts: FakeClusterOptions = {}): FakeCluster {
     setup(world, n, { bind: lan(identity(world, n)), password: secret, uid: 0 });
   }
   shiftIndices(world.state, (opts.resetIndex ?? 908) - world.state.acl.resetIndex);
-  // Years of catalog writes since then.
+  // Years of catalog writes since then: each node's agent registered its Carbonio service.
   world.state.raftIndex += 1234;
+  for (const sp of specs) registerService(world, sp.name, `carbonio-${identity(world, sp.name).short}`);
   if (opts.neverBootstrapped === true) {
     world.state.acl = { bootstrapped: false, resetIndex: 0 };
     world.state.tokens = world.state.tokens.filter((t) => !t.policies.includes('global-management'));
@@ -613,6 +615,18 @@ export function createFakeCluster(opts: FakeClusterOptions = {}): FakeCluster {
           certVerifies: ca !== null && cert !== null && certChains(world, ca, cert),
           keyringExact: key !== undefined && keys.length === 1 && keys[0] === key,
         };
+      }),
+
+    readCatalog: (node, s) =>
+      call(node, 'readCatalog', () => {
+        const token = s === null ? undefined : tokenFromCredentials(node, s);
+        try {
+          const services = Object.keys(catalogServices(world, node, token)).sort();
+          const checks = healthStateAny(world, node, token).map((c) => ({ node: c.Node, checkId: c.CheckID, status: c.Status }));
+          return { services, checks };
+        } catch (e) {
+          throw consulError('curl: (22) The requested URL returned error', 'http://127.0.0.1:8500/v1/catalog/services', e);
+        }
       }),
 
     selfAccessor: (node, s) =>

@@ -23,6 +23,7 @@ import {
   type World,
 } from '../../sim/model.js';
 import { agentAddress, agentPidFile, loadSelf, withWorld } from './node-world.js';
+import { catalogServices, healthStateAny } from '../../sim/catalog.js';
 
 const self = loadSelf();
 
@@ -61,6 +62,8 @@ const routes: Array<{ method: string; pattern: RegExp; handle: Handler }> = [
   { method: 'GET', pattern: /^\/v1\/acl\/token\/self$/, handle: (w, t) => tokenSelf(w, self.name, t) },
   { method: 'GET', pattern: /^\/v1\/acl\/tokens$/, handle: (w, t) => tokenList(w, self.name, t) },
   { method: 'GET', pattern: /^\/v1\/catalog\/nodes$/, handle: (w, t) => catalogNodes(w, self.name, t).map((Node) => ({ Node })) },
+  { method: 'GET', pattern: /^\/v1\/catalog\/services$/, handle: (w, t) => catalogServices(w, self.name, t) },
+  { method: 'GET', pattern: /^\/v1\/health\/state\/any$/, handle: (w, t) => healthStateAny(w, self.name, t) },
   { method: 'GET', pattern: /^\/v1\/operator\/keyring$/, handle: (w, t) => keyringList(w, self.name, t) },
   {
     method: 'DELETE',
