@@ -5,7 +5,8 @@
  */
 import type { ErrorRecord } from '../machines/errors.js';
 
-export type RunStatus = 'running' | 'failed' | 'needs-operator' | 'done' | 'aborted';
+/** `stopped`: the operator stopped the run (Ctrl-C); it is resumable, as `failed` and `needs-operator` are. */
+export type RunStatus = 'running' | 'failed' | 'stopped' | 'needs-operator' | 'done' | 'aborted';
 
 export interface RunRow {
   id: string;
