@@ -1,5 +1,5 @@
 /**
- * Row shapes and the Store interface. store/store.ts implements it over better-sqlite3.
+ * Row shapes and the Store interface. store/sqlite-store.ts implements it over better-sqlite3.
  * Every text that reaches the database passes through the store's redactor first (defence in depth:
  * callers already keep secrets out).
  */

@@ -20,9 +20,9 @@ export default tseslint.config(
   },
   {
     // TEMPORARY: files whose split by concern is under way; their long functions go with that split
-    // (createCarbonioPort 277 lines; transport #run 97, its exec callback 85, #connectOne 88; the store's
-    // constructor 92, a table of prepared statements). Remove this block once they are split.
-    files: ['adapters/carbonio/port.ts', 'adapters/ssh/transport.ts', 'store/store.ts'],
+    // (createCarbonioPort 277 lines; transport #run 97, its exec callback 85, #connectOne 88). Remove this block
+    // once they are split.
+    files: ['adapters/carbonio/port.ts', 'adapters/ssh/transport.ts'],
     rules: { 'max-lines-per-function': 'off' },
   },
   {

@@ -9,7 +9,8 @@ import { LockHeldError, StoreError } from '../../machines/errors.js';
 import { migrate, userVersion } from '../../store/migrate.js';
 import { checkMigrationOrder, type Migration } from '../../store/migrations/migration.js';
 import { latestVersion, migrations } from '../../store/migrations/index.js';
-import { defaultDbPath, openStore } from '../../store/store.js';
+import { defaultDbPath, LockConflictError, openStore } from '../../store/store.js';
+import { hintOf } from '../../cli/lock-advice.js';
 import type { Store } from '../../store/types.js';
 
 const PER_CHILD = 400;
@@ -567,6 +568,8 @@ describe('cluster lock', () => {
     expect(e.message).toContain('since 2025-01-02T03:04:05.000Z');
     expect(e.message).toContain('last heartbeat 1m 30s ago');
     expect(e.message).toMatch(/still running/);
+    expect((err as LockConflictError).conflict).toMatchObject({ cluster: 'c1', holder: { runId: 'A', pid: process.pid, host: HOST }, holderAlive: true, heartbeatAgeMs: 90_000 });
+    expect(hintOf(err)).toBe(`wait for run A to finish, or stop pid ${process.pid} first; regen unlock --cluster c1 only once it is gone`);
     expect(s.getLock('c1')).toMatchObject({ runId: 'A', pid: process.pid });
     // Another cluster is independent.
     s.acquireLock({ cluster: 'c2', runId: 'B', pid: process.pid, host: HOST });
@@ -583,7 +586,8 @@ describe('cluster lock', () => {
     const err = catchError(() => s.acquireLock({ cluster: 'c1', runId: 'B', pid: process.pid, host: HOST }));
     expect(err).toBeInstanceOf(LockHeldError);
     expect((err as LockHeldError).message).toMatch(/stale: the process that held it is gone/);
-    expect((err as LockHeldError).hint).toBe('regen unlock --cluster c1');
+    expect((err as LockConflictError).conflict.holderAlive).toBe(false);
+    expect(hintOf(err)).toBe('regen unlock --cluster c1');
     expect(s.getLock('c1')).toMatchObject({ runId: 'A', pid: gone });
     expect(s.forceUnlock('c1')).toMatchObject({ cluster: 'c1', runId: 'A', pid: gone, host: HOST });
     expect(s.forceUnlock('c1')).toBeNull();
@@ -613,7 +617,8 @@ describe('cluster lock', () => {
     const err = catchError(() => s.acquireLock({ cluster: 'c1', runId: 'A', pid: process.pid, host: HOST }));
     expect(err).toBeInstanceOf(LockHeldError);
     expect((err as LockHeldError).message).toMatch(/on ops2.*last heartbeat 1m ago.*another host/);
-    expect((err as LockHeldError).hint).toContain('regen unlock --cluster c1');
+    expect((err as LockConflictError).conflict.holderAlive).toBeUndefined();
+    expect(hintOf(err)).toBe('if run A is no longer running on ops2: regen unlock --cluster c1');
     expect(s.getLock('c1')?.host).toBe('ops2');
   });
 
