@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { EXIT, EXIT_DESCRIPTIONS, exitCodeFor } from './exit-codes.js';
+import { hintOf } from './lock-advice.js';
 import { processIo, type Io } from './io.js';
 import { UsageError } from '../machines/errors.js';
 import { redactor } from '../adapters/secrets/redact.js';
@@ -263,11 +264,12 @@ function toStartOptions(a: StartArgs) {
 /** Every line goes through the redactor, the REGEN_DEBUG stack included: an error may quote a node's output. */
 export function reportError(err: unknown, io: Io): number {
   const code = exitCodeFor(err);
-  const e = err as { message?: string; hint?: string; node?: string };
+  const e = err as { message?: string; node?: string };
   const msg = err instanceof Error ? err.message : String(err);
   const say = (text: string): void => io.err(sanitize(redactor.redact(text)));
   say(`regen: ${e.node && !msg.includes(e.node) ? `${e.node}: ` : ''}${msg}\n`);
-  if (e.hint) say(`next: ${e.hint}\n`);
+  const hint = hintOf(err);
+  if (hint) say(`next: ${hint}\n`);
   if (code === EXIT.internal && err instanceof Error && err.stack && process.env['REGEN_DEBUG']) say(`${err.stack}\n`);
   return code;
 }

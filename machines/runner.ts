@@ -55,10 +55,11 @@ export interface RunResult {
 
 const STOP_STATES = new Set(['done', 'aborted', 'failed', 'needsOperator']);
 
-export function statusOf(state: string): RunStatus {
+/** A run's status from its machine state; a failure of the `aborted` kind is the operator's stop (Ctrl-C), not a fault. */
+export function statusOf(state: string, error: Pick<ErrorRecord, 'kind'> | null = null): RunStatus {
   if (state === 'done') return 'done';
   if (state === 'aborted') return 'aborted';
-  if (state === 'failed') return 'failed';
+  if (state === 'failed') return error?.kind === 'aborted' ? 'stopped' : 'failed';
   if (state === 'needsOperator') return 'needs-operator';
   return 'running';
 }
@@ -269,7 +270,7 @@ function transitionRecorder(d: Drive, machine: typeof recoveryMachine, afterPers
       const planSettled = state !== lastState && (lastState === 'preflight' || lastState === 'leaderCheck');
       const seq = d.store.persistTransition(
         { runId: d.runId, fromState: lastState, event, toState: state, snapshot: JSON.stringify(machine.getPersistedSnapshot(ev.snapshot as never)), machineVersion: MACHINE_VERSION },
-        { state, status: statusOf(state), leader: ctx.leader, error: ctx.error, ...(state === 'done' || state === 'aborted' ? { finishedAt: d.now() } : {}) },
+        { state, status: statusOf(state, ctx.error), leader: ctx.leader, error: ctx.error, ...(state === 'done' || state === 'aborted' ? { finishedAt: d.now() } : {}) },
         planSettled ? ctx.nodes.map((n) => nodeRow(d.runId, n)) : [],
       );
       d.leader = ctx.leader;
@@ -359,7 +360,7 @@ async function finish(d: Drive, actor: RecoveryActor, persistError: unknown, act
   }
   const snap = actor.getSnapshot();
   const state = stateString(snap.value);
-  const status = actorError ? 'failed' : statusOf(state);
+  const status = actorError ? 'failed' : statusOf(state, snap.context.error);
   const error = actorError ? toErrorRecord(actorError) : snap.context.error;
   if (actorError) store.updateRun(runId, { status: 'failed', error });
   if (state === 'done' && store.getRun(runId)?.downtimeEndedAt === null) store.updateRun(runId, { downtimeEndedAt: now() });

@@ -1,11 +1,12 @@
 /**
- * Row shapes and the Store interface. store/store.ts implements it over better-sqlite3.
+ * Row shapes and the Store interface. store/sqlite-store.ts implements it over better-sqlite3.
  * Every text that reaches the database passes through the store's redactor first (defence in depth:
  * callers already keep secrets out).
  */
 import type { ErrorRecord } from '../machines/errors.js';
 
-export type RunStatus = 'running' | 'failed' | 'needs-operator' | 'done' | 'aborted';
+/** `stopped`: the operator stopped the run (Ctrl-C); it is resumable, as `failed` and `needs-operator` are. */
+export type RunStatus = 'running' | 'failed' | 'stopped' | 'needs-operator' | 'done' | 'aborted';
 
 export interface RunRow {
   id: string;

@@ -88,7 +88,7 @@ export function plainLine(raw: ProgressEvent, opts: { timeZone?: TimeZoneChoice;
       return `${time(event.at)}state ${c.bold(event.state)}${extra.length > 0 ? ` (${extra.join(', ')})` : ''}`;
     }
     case 'run.finished': {
-      const status = event.status === 'done' ? c.green(event.status) : event.status === 'aborted' ? c.yellow(event.status) : c.red(event.status);
+      const status = event.status === 'done' ? c.green(event.status) : event.status === 'aborted' || event.status === 'stopped' ? c.yellow(event.status) : c.red(event.status);
       return `${time(event.at)}run ${event.runId} ${status}${event.downtimeMs === undefined ? '' : `, mesh downtime ${formatDuration(event.downtimeMs)}`}`;
     }
     case 'warning':

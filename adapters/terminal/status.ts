@@ -58,7 +58,7 @@ export function renderStatus(raw: StatusView, opts: RenderOptions = {}): string 
   const tz = opts.timeZone ?? 'local';
   const end = view.finishedAt ?? view.now;
   const statusText =
-    view.status === 'done' ? c.green(view.status) : view.status === 'running' ? c.cyan(view.status) : view.status === 'aborted' ? c.yellow(view.status) : c.red(view.status);
+    view.status === 'done' ? c.green(view.status) : view.status === 'running' ? c.cyan(view.status) : view.status === 'aborted' || view.status === 'stopped' ? c.yellow(view.status) : c.red(view.status);
 
   let downtime = 'not started';
   if (view.downtimeStartedAt !== null) {
@@ -136,7 +136,7 @@ export function renderRuns(raw: RunRow[], opts: RenderOptions & { now?: number }
       .map((cell, i) => {
         const padded = padEnd(cell, widths[i] ?? 0);
         if (!colorStatus || i !== 2) return padded;
-        return cell === 'done' ? c.green(padded) : cell === 'running' ? c.cyan(padded) : cell === 'aborted' ? c.yellow(padded) : c.red(padded);
+        return cell === 'done' ? c.green(padded) : cell === 'running' ? c.cyan(padded) : cell === 'aborted' || cell === 'stopped' ? c.yellow(padded) : c.red(padded);
       })
       .join('  ')
       .trimEnd();

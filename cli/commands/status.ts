@@ -78,9 +78,9 @@ export function buildStatusView(store: Store, run: RunRow, now = Date.now()): St
     .sort((a, b) => Number(b.role === 'leader') - Number(a.role === 'leader'));
   const failedRow = [...journal].reverse().find((r) => r.outcome === 'failed' || r.outcome === 'unknown');
   const next: StatusView['next'] = [];
-  if (run.status === 'failed' || run.status === 'needs-operator') {
+  if (run.status === 'failed' || run.status === 'stopped' || run.status === 'needs-operator') {
     const hint = run.error?.hint;
-    if (run.error?.kind === 'aborted') {
+    if (run.status === 'stopped' || run.error?.kind === 'aborted') {
       next.push({ command: `regen resume ${run.id}`, why: 'stopped by the operator; the commands in flight finished and are journaled' });
     } else {
       // A hint that is a command goes here as it is; one in words stays under the error (renderStatus shows it).

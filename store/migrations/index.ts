@@ -2,10 +2,11 @@
 import { checkMigrationOrder, type Migration } from './migration.js';
 import initial from './001_initial.js';
 import applicationId from './002_application_id.js';
+import stoppedStatus from './003_stopped_status.js';
 
 export type { Migration } from './migration.js';
 
-export const migrations: readonly Migration[] = [initial, applicationId];
+export const migrations: readonly Migration[] = [initial, applicationId, stoppedStatus];
 
 checkMigrationOrder(migrations);
 

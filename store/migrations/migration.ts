@@ -4,6 +4,11 @@ import type { Database } from 'better-sqlite3';
 export interface Migration {
   readonly version: number;
   readonly name: string;
+  /**
+   * The step rebuilds a table others reference: foreign keys are switched off around its transaction (the pragma
+   * is a no-op inside one), and checked before it commits.
+   */
+  readonly foreignKeysOff?: boolean;
   up(db: Database): void;
 }
 

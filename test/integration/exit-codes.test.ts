@@ -163,6 +163,8 @@ describe('every exit code, end to end', () => {
     store.close();
     const io = fakeIo({ REGEN_MESH_PASSWORD: SECRET });
     expect(await exitOf(() => start(options(), io), io)).toBe(EXIT.lockHeld);
+    // The store reports the conflict as data; the advice is worded by cli/lock-advice.ts.
+    expect(io.stderrText()).toContain(`next: wait for run other-run to finish, or stop pid ${process.pid} first; regen unlock --cluster exitmesh only once it is gone`);
   });
 
   it('7: a run recorded by another version of the procedure is not resumed', async () => {

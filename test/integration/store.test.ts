@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,7 +9,8 @@ import { LockHeldError, StoreError } from '../../machines/errors.js';
 import { migrate, userVersion } from '../../store/migrate.js';
 import { checkMigrationOrder, type Migration } from '../../store/migrations/migration.js';
 import { latestVersion, migrations } from '../../store/migrations/index.js';
-import { defaultDbPath, openStore } from '../../store/store.js';
+import { defaultDbPath, LockConflictError, openStore } from '../../store/store.js';
+import { hintOf } from '../../cli/lock-advice.js';
 import type { Store } from '../../store/types.js';
 
 const PER_CHILD = 400;
@@ -49,6 +50,11 @@ function tables(db: Database.Database): string[] {
   return (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as Array<{ name: string }>).map(
     (r) => r.name,
   );
+}
+
+/** The owner-only mode regen gives its files (a test file made by hand has the umask's). */
+function chmodOwn(path: string): void {
+  chmodSync(path, 0o600);
 }
 
 /** A pid that existed and is gone: a child that has exited and been reaped. */
@@ -108,6 +114,71 @@ describe('migrations', () => {
       expect(() => migrate(db, [...migrations.slice(0, 1), broken])).toThrow('boom');
       expect(userVersion(db)).toBe(1);
       expect(tables(db)).not.toContain('half_done');
+    } finally {
+      db.close();
+    }
+  });
+
+  it('v3 upgrades a v2 file in place: a run failed by an operator stop becomes stopped, no child row is lost', () => {
+    const path = join(dir, 'v2.db');
+    const raw = new Database(path);
+    migrate(raw, migrations, 2);
+    const insertRun = raw.prepare(
+      `INSERT INTO runs (id, cluster, status, state, machine_version, inventory_json, options_json, created_at, updated_at, error_json)
+       VALUES (?, 'c1', 'failed', 'failed', 'm1', '{}', '{}', 1, 1, ?)`,
+    );
+    insertRun.run('ctrl-c', JSON.stringify({ kind: 'aborted', name: 'RegenError', message: 'stopped by the operator' }));
+    insertRun.run('broke', JSON.stringify({ kind: 'step-failed', name: 'CommandFailedError', message: 'boom' }));
+    for (const id of ['ctrl-c', 'broke']) {
+      raw.prepare(`INSERT INTO nodes (run_id, name, ssh_host) VALUES (?, 'n1', 'h1')`).run(id);
+      raw.prepare(`INSERT INTO journal (run_id, step, node, attempt, started_at) VALUES (?, 'leader.stop', 'n1', 1, 1)`).run(id);
+      raw.prepare(`INSERT INTO transitions (run_id, seq, at, event, to_state, snapshot, machine_version) VALUES (?, 1, 1, 'e', 'failed', '{}', 'm1')`).run(id);
+    }
+    expect(() => raw.prepare(`UPDATE runs SET status = 'stopped' WHERE id = 'broke'`).run()).toThrow(/CHECK/);
+    raw.close();
+    chmodOwn(path);
+
+    const s = store(path);
+    expect(s.getRun('ctrl-c')?.status).toBe('stopped');
+    expect(s.getRun('broke')?.status).toBe('failed');
+    for (const id of ['ctrl-c', 'broke']) {
+      expect(s.listNodes(id)).toHaveLength(1);
+      expect(s.journal(id)).toHaveLength(1);
+      expect(s.countTransitions(id)).toBe(1);
+    }
+    s.close();
+    // The upgraded file passes the schema check of a database regen created at v3, and deletes still cascade.
+    const again = store(path);
+    expect(again.listRuns().map((r) => r.id)).toEqual(['ctrl-c', 'broke']);
+    again.close();
+    const check = new Database(path);
+    try {
+      expect(userVersion(check)).toBe(3);
+      check.pragma('foreign_keys = ON');
+      check.prepare(`DELETE FROM runs WHERE id = 'broke'`).run();
+      expect(check.prepare(`SELECT COUNT(*) AS n FROM journal WHERE run_id = 'broke'`).get()).toEqual({ n: 0 });
+      expect(tables(check)).toEqual(TABLES);
+    } finally {
+      check.close();
+    }
+  });
+
+  it('a table rebuild that would leave a dangling reference rolls back, and foreign keys are on again', () => {
+    const dangling: Migration = {
+      version: 2,
+      name: 'dangling',
+      foreignKeysOff: true,
+      up(db) {
+        db.exec(`INSERT INTO journal (run_id, step, node, attempt, started_at) VALUES ('no-such-run', 's', 'n', 1, 1)`);
+      },
+    };
+    const db = new Database(':memory:');
+    try {
+      db.pragma('foreign_keys = ON');
+      expect(() => migrate(db, [...migrations.slice(0, 1), dangling])).toThrow(/dangling reference; nothing was changed/);
+      expect(userVersion(db)).toBe(1);
+      expect(db.prepare('SELECT COUNT(*) AS n FROM journal').get()).toEqual({ n: 0 });
+      expect(db.pragma('foreign_keys', { simple: true })).toBe(1);
     } finally {
       db.close();
     }
@@ -497,6 +568,8 @@ describe('cluster lock', () => {
     expect(e.message).toContain('since 2025-01-02T03:04:05.000Z');
     expect(e.message).toContain('last heartbeat 1m 30s ago');
     expect(e.message).toMatch(/still running/);
+    expect((err as LockConflictError).conflict).toMatchObject({ cluster: 'c1', holder: { runId: 'A', pid: process.pid, host: HOST }, holderAlive: true, heartbeatAgeMs: 90_000 });
+    expect(hintOf(err)).toBe(`wait for run A to finish, or stop pid ${process.pid} first; regen unlock --cluster c1 only once it is gone`);
     expect(s.getLock('c1')).toMatchObject({ runId: 'A', pid: process.pid });
     // Another cluster is independent.
     s.acquireLock({ cluster: 'c2', runId: 'B', pid: process.pid, host: HOST });
@@ -513,7 +586,8 @@ describe('cluster lock', () => {
     const err = catchError(() => s.acquireLock({ cluster: 'c1', runId: 'B', pid: process.pid, host: HOST }));
     expect(err).toBeInstanceOf(LockHeldError);
     expect((err as LockHeldError).message).toMatch(/stale: the process that held it is gone/);
-    expect((err as LockHeldError).hint).toBe('regen unlock --cluster c1');
+    expect((err as LockConflictError).conflict.holderAlive).toBe(false);
+    expect(hintOf(err)).toBe('regen unlock --cluster c1');
     expect(s.getLock('c1')).toMatchObject({ runId: 'A', pid: gone });
     expect(s.forceUnlock('c1')).toMatchObject({ cluster: 'c1', runId: 'A', pid: gone, host: HOST });
     expect(s.forceUnlock('c1')).toBeNull();
@@ -543,7 +617,8 @@ describe('cluster lock', () => {
     const err = catchError(() => s.acquireLock({ cluster: 'c1', runId: 'A', pid: process.pid, host: HOST }));
     expect(err).toBeInstanceOf(LockHeldError);
     expect((err as LockHeldError).message).toMatch(/on ops2.*last heartbeat 1m ago.*another host/);
-    expect((err as LockHeldError).hint).toContain('regen unlock --cluster c1');
+    expect((err as LockConflictError).conflict.holderAlive).toBeUndefined();
+    expect(hintOf(err)).toBe('if run A is no longer running on ops2: regen unlock --cluster c1');
     expect(s.getLock('c1')?.host).toBe('ops2');
   });
 

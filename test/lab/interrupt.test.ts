@@ -91,7 +91,7 @@ describe.skipIf(skip)('Ctrl-C in a real terminal during the followers\' setup (1
     expect(end).not.toContain('interrupt-once-secret-777');
 
     const stopped = statusOf(h.lab);
-    expect(stopped.status).toBe('failed');
+    expect(stopped.status).toBe('stopped');
     expect(stopped.lastError?.error.kind).toBe('aborted');
     for (const name of inFlight) expect(stopped.nodes.find((n) => n.name === name)?.cells['setup']).toBe('done');
     expect(stopped.nodes.flatMap((n) => Object.values(n.cells))).not.toContain('unknown');

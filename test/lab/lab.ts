@@ -16,6 +16,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify as yamlStringify } from 'yaml';
+import { shq } from '../../adapters/shell/quote.js';
 import { ClusterStateStore } from '../sim/state-store.js';
 import { DEFAULT_VERSION, credentialsInLdap, release } from '../sim/versions.js';
 import { directoryDown, directoryUp, ldapMasterUrl } from './directory.js';
@@ -112,9 +113,8 @@ export function labNames(dir: string): { hash: string; bridge: string; netnsPref
   return { hash, bridge: `rgb${hash}`, netnsPrefix: `rgn-${hash}-`, vethPrefix: `rgv${hash}` };
 }
 
-export function shq(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
+/** The code base's one POSIX sh quoter, re-exported for the lab's tests. */
+export { shq };
 
 /** Run a program to completion; never throws for a non-zero exit. */
 export function run(

@@ -55,7 +55,7 @@ describe('event schema', () => {
     ['time as string', { ...EVENTS[0], at: '2026-11-24T12:03:04Z' }, '$.at: must be integer, got string'],
     ['empty node list', { ...EVENTS[0], nodes: [] }, '$.nodes: must have at least 1 item(s)'],
     ['empty node name', { ...EVENTS[0], nodes: ['a', ''] }, '$.nodes[1]: must not be empty'],
-    ['running is not a final status', { ...EVENTS[11], status: 'running' }, '$.status: must be one of "done", "failed", "needs-operator", "aborted", got "running"'],
+    ['running is not a final status', { ...EVENTS[11], status: 'running' }, '$.status: must be one of "done", "failed", "stopped", "needs-operator", "aborted", got "running"'],
     ['bad error record', { ...EVENTS[9], error: { kind: 'oops', name: 'E', message: 'm' } }, '$.error.kind: must be one of "usage", "preflight", "step-failed", "needs-operator", "lock-held", "divergence", "store", "aborted", "internal", got "oops"'],
     ['negative duration', { ...EVENTS[7], durationMs: -1 }, '$.durationMs: must be at least 0, got -1'],
   ])('rejects %s', (_what, value, message) => {
