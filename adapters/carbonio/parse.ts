@@ -14,7 +14,7 @@ import type {
   TokenInfo,
 } from '../../machines/port.js';
 import { INSPECTED_TOOLS, MANIFEST_HEADER, isIPv4 } from './commands.js';
-import { PASSWORD_FILE, SD_CONFIG_DIR, SD_HOME, UNHASHED } from '../../machines/port.js';
+import { PASSWORD_FILE, SD_CONFIG_DIR, SD_HOME, SERF_KEYRINGS, UNHASHED } from '../../machines/port.js';
 
 const TAIL = 400;
 const SHA256 = /^[0-9a-f]{64}$/;
@@ -374,7 +374,7 @@ export type BackupState = 'created' | 'existing' | 'verified' | 'absent' | 'corr
 /** A manifest names only the files the backup copies, with plain names (no white space, no `..`). */
 function isBackedUpPath(path: string): boolean {
   if (!/^\/[A-Za-z0-9._/@+-]+$/.test(path) || path.includes('/../') || path.includes('//')) return false;
-  if (path === PASSWORD_FILE || path.startsWith(`${SD_CONFIG_DIR}/`)) return true;
+  if (path === PASSWORD_FILE || (SERF_KEYRINGS as readonly string[]).includes(path) || path.startsWith(`${SD_CONFIG_DIR}/`)) return true;
   return path.startsWith(`${SD_HOME}/`) && path.endsWith('.pem') && !path.slice(SD_HOME.length + 1).includes('/');
 }
 

@@ -6,7 +6,8 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { ClusterLock, parseHolder } from '../../machines/cluster-lock.js';
-import { clusterRun } from '../../machines/cluster-run.js';
+import { abortOnCluster, clusterRun } from '../../machines/cluster-run.js';
+import { abortRun } from '../../machines/runner.js';
 import { decodeMirror, EFFECTS, mirrorTargets, type ParsedMirror } from '../../machines/mirror.js';
 import type { NodePort } from '../../machines/port.js';
 import { importMirror } from '../../store/import.js';
@@ -90,9 +91,15 @@ describe('cluster lock and run mirror (fake cluster)', () => {
     const mirror = decodeMirror(h.cluster.node(leader).read('/var/lib/regen/runs/run-1.json') as string) as ParsedMirror;
     expect(mirror.body.journal.some((j) => j.step === 'leader.wipe' && j.outcome === 'done')).toBe(true);
 
+    // The backups manifest is not on the wire: it is rebuilt from the journal's backup rows, equal to the database's.
+    expect(JSON.parse(mirror.envelope.body)).not.toHaveProperty('backups');
+    expect(store.listBackups('run-1').length).toBeGreaterThan(0);
+    expect(mirror.body.backups).toEqual(store.listBackups('run-1'));
+
     const fresh = openStore(`${h.dir}/fresh.db`);
     try {
       expect(importMirror(fresh, mirror.body, mirror.envelope.seq)).toMatchObject({ imported: true, replaced: false });
+      expect(fresh.listBackups('run-1')).toEqual(store.listBackups('run-1'));
       // Importing the same mirror again changes nothing: the local record is as new.
       expect(importMirror(fresh, mirror.body, mirror.envelope.seq)).toMatchObject({ imported: false });
       const cr2 = clusterRun({ port: h.cluster.port, store: fresh });
@@ -104,6 +111,43 @@ describe('cluster lock and run mirror (fake cluster)', () => {
     } finally {
       fresh.close();
     }
+  });
+
+  it('regen abort -i: the mirror says aborted with a higher seq, an import of it is not resumed, the lock is released', async () => {
+    h = harness({ servers: 1, agents: 2 });
+    const store = h.open();
+    const cr = clusterRun({ port: h.cluster.port, store });
+    let stopNow = false;
+    const r1 = await h.start({
+      store,
+      port: cr.port,
+      cluster: cr.guard,
+      journalHooks: { afterWrite: (what, row) => void (what === 'outcome' && row.step === 'leader.stop' && (stopNow = true)) },
+      shouldStop: () => stopNow,
+    });
+    const leader = r1.context.leader as string;
+    const file = '/var/lib/regen/runs/run-1.json';
+    const before = decodeMirror(h.cluster.node(leader).read(file) as string) as ParsedMirror;
+    expect(before.body.run.status).not.toBe('aborted');
+    abortRun(store, 'run-1');
+    await abortOnCluster({ port: h.cluster.port, store, runId: 'run-1', inventory: h.inventory });
+    const after = decodeMirror(h.cluster.node(leader).read(file) as string) as ParsedMirror;
+    expect(after.body.run.status).toBe('aborted');
+    expect(after.envelope.seq).toBeGreaterThan(before.envelope.seq);
+    for (const n of h.cluster.nodes) expect(h.cluster.node(n).exists('/var/lib/regen/lock/token')).toBe(false);
+    // Another machine imports the newest mirror and is told there is nothing to resume.
+    const elsewhere = openStore(`${h.dir}/elsewhere.db`);
+    try {
+      expect(importMirror(elsewhere, after.body, after.envelope.seq)).toMatchObject({ imported: true });
+      await expect(h.resume('run-1', { store: elsewhere })).rejects.toThrow(/run-1 is aborted; there is nothing to resume/);
+    } finally {
+      elsewhere.close();
+    }
+    // Another run's lock is never taken over by an abort.
+    const other = new ClusterLock(h.cluster.port, [...h.cluster.nodes]);
+    await other.acquire('run-2', 'lab', { takeOver: false, heartbeatMs: 60_000 });
+    await expect(abortOnCluster({ port: h.cluster.port, store, runId: 'run-1', inventory: h.inventory })).rejects.toThrow(/locked by run run-2/);
+    await other.release();
   });
 
   it('a second run is refused on the first node of the order, naming the holder; the same run takes it over', async () => {
