@@ -90,7 +90,7 @@ export function clusterRun(a: {
 
 /**
  * `regen abort -i INVENTORY`: the run's record as the database now holds it (aborted) written to its mirror on the
- * nodes, under the run's cluster lock taken over for that one write and released after it, so that a
+ * nodes (every node of the inventory), under the run's cluster lock taken over for that one write and released after it, so that a
  * `regen resume --from-cluster` from another machine finds the run aborted instead of resuming it. A lock of another
  * run is refused (exit 6), as for a resume.
  */
@@ -98,7 +98,9 @@ export async function abortOnCluster(a: { port: NodePort; store: Store; runId: s
   const lock = new ClusterLock(a.port, a.inventory.nodes.map((n) => n.name));
   await lock.acquire(a.runId, a.inventory.cluster, { takeOver: true });
   try {
-    const writer = new MirrorWriter({ port: a.port, store: a.store, runId: a.runId, lock, ...(a.redact ? { redact: a.redact } : {}) });
+    // Every node of the inventory, not only the run's usual targets: no copy anywhere is left saying unfinished.
+    const everyNode = (): string[] => a.inventory.nodes.map((n) => n.name);
+    const writer = new MirrorWriter({ port: a.port, store: a.store, runId: a.runId, lock, targets: everyNode, ...(a.redact ? { redact: a.redact } : {}) });
     await writer.flush();
     await writer.drain();
   } catch (err) {

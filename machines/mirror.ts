@@ -219,7 +219,11 @@ export class MirrorWriter {
   #queued: Promise<void> | null = null;
   #kickTimer: NodeJS.Timeout | null = null;
 
-  constructor(a: { port: NodePort; store: Store; runId: string; lock: ClusterLock; redact?: (t: string) => string; now?: () => number }) {
+  /** Where every write goes; default: mirrorTargets of the run's nodes and leader. */
+  readonly #targets: ((body: MirrorBody) => string[]) | undefined;
+
+  constructor(a: { port: NodePort; store: Store; runId: string; lock: ClusterLock; redact?: (t: string) => string; now?: () => number; targets?: (body: MirrorBody) => string[] }) {
+    this.#targets = a.targets;
     this.#port = a.port;
     this.#store = a.store;
     this.#runId = a.runId;
@@ -285,7 +289,7 @@ export class MirrorWriter {
     if (body === null) return;
     const { text, sha256: digest } = encodeMirrorText(body, { now: this.#now(), ...(this.#redact ? { redact: this.#redact } : {}) });
     if (digest === this.#lastSha) return;
-    const targets = mirrorTargets(body.nodes, body.run.leader);
+    const targets = this.#targets?.(body) ?? mirrorTargets(body.nodes, body.run.leader);
     const t0 = this.#now();
     // One chain per node keeps its writes in order; the effect waits for two copies (or every answer), not three.
     const attempts = targets.map((n) => {

@@ -134,6 +134,8 @@ describe('cluster lock and run mirror (fake cluster)', () => {
     const after = decodeMirror(h.cluster.node(leader).read(file) as string) as ParsedMirror;
     expect(after.body.run.status).toBe('aborted');
     expect(after.envelope.seq).toBeGreaterThan(before.envelope.seq);
+    // Every node holds the aborted record, so no older copy anywhere still says unfinished.
+    for (const n of h.cluster.nodes) expect((decodeMirror(h.cluster.node(n).read(file) as string) as ParsedMirror).body.run.status, n).toBe('aborted');
     for (const n of h.cluster.nodes) expect(h.cluster.node(n).exists('/var/lib/regen/lock/token')).toBe(false);
     // Another machine imports the newest mirror and is told there is nothing to resume.
     const elsewhere = openStore(`${h.dir}/elsewhere.db`);
