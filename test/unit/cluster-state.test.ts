@@ -4,11 +4,11 @@
  * and resumed to a healthy mesh, a second run is refused on the lock naming the first, and the mirror's checksum
  * and sequence catch damage and order copies.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ClusterLock, parseHolder } from '../../machines/cluster-lock.js';
 import { abortOnCluster, clusterRun } from '../../machines/cluster-run.js';
 import { abortRun } from '../../machines/runner.js';
-import { decodeMirror, EFFECTS, mirrorTargets, type ParsedMirror } from '../../machines/mirror.js';
+import { decodeMirror, EFFECTS, KICK_DELAY_MS, MirrorWriter, mirrorTargets, type ParsedMirror } from '../../machines/mirror.js';
 import type { NodePort } from '../../machines/port.js';
 import { importMirror } from '../../store/import.js';
 import { openStore } from '../../store/store.js';
@@ -169,6 +169,47 @@ describe('cluster lock and run mirror (fake cluster)', () => {
     await again.release();
     await a.release();
     for (const n of nodes) expect(h.cluster.node(n).exists('/var/lib/regen/lock/token')).toBe(false);
+  });
+
+  it("a transition's write waits for an effect to carry it, and a second transition writes at once", async () => {
+    const store = openStore(':memory:');
+    vi.useFakeTimers();
+    try {
+      store.createRun({ id: 'r', cluster: 'c', machineVersion: '1', inventoryJson: '{}', optionsJson: '{}' });
+      store.upsertNode({ runId: 'r', name: 'n1', sshHost: 'n1', role: null, kind: null, profile: null, address: null, bindAddress: null, fqdn: null });
+      const writes: number[] = [];
+      const mirrorWrite = async (_n: string, _r: string, text: string): Promise<'written'> => {
+        writes.push((decodeMirror(text) as ParsedMirror).envelope.seq);
+        return 'written';
+      };
+      const port = { mirrorWrite } as unknown as NodePort;
+      const w = new MirrorWriter({ port, store, runId: 'r', lock: new ClusterLock(port, ['n1']) });
+      const transition = (n: number): void => void store.appendTransition({ runId: 'r', at: n, fromState: null, event: `e${n}`, toState: `s${n}`, snapshot: '{}', machineVersion: '1' });
+      // One transition, then an effect before the delay: one write, the effect's.
+      transition(1);
+      w.kick();
+      await vi.advanceTimersByTimeAsync(KICK_DELAY_MS / 2);
+      expect(writes).toEqual([]);
+      await w.beforeEffect();
+      expect(writes).toEqual([1]);
+      await vi.advanceTimersByTimeAsync(KICK_DELAY_MS * 2);
+      expect(writes).toEqual([1]);
+      // A transition with no effect after it is written once the delay is over.
+      transition(2);
+      w.kick();
+      await vi.advanceTimersByTimeAsync(KICK_DELAY_MS + 1);
+      expect(writes).toEqual([1, 2]);
+      // Two transitions in a row: the second does not wait, so the mirror never lags two behind.
+      transition(3);
+      w.kick();
+      transition(4);
+      w.kick();
+      await vi.advanceTimersByTimeAsync(0);
+      expect(writes).toEqual([1, 2, 4]);
+    } finally {
+      vi.useRealTimers();
+      store.close();
+    }
   });
 
   it('a damaged mirror is refused by its checksum; targets are the leader, the other servers, then followers', () => {
