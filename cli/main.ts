@@ -152,8 +152,11 @@ function viewCommands<T>(y: Argv<T>, run: Run, io: Io) {
     .command(
       'abort [run]',
       'mark an unfinished run aborted (changes no node; backups stay on the nodes)',
-      (y) => globalOptions(y).positional('run', { type: 'string' }),
-      (a) => run(async () => (await import('./commands/admin.js')).abort({ db: a.db, run: a.run }, io)),
+      (y) =>
+        connectOptions(globalOptions(y))
+          .positional('run', { type: 'string' })
+          .option('inventory', { alias: 'i', type: 'string', describe: "also mark it aborted in the run's mirror on the nodes of this inventory" }),
+      (a) => run(async () => (await import('./commands/admin.js')).abort({ db: a.db, run: a.run, ...(a.inventory === undefined ? {} : { inventory: a.inventory, connect: connectFrom(a) }) }, io)),
     )
     .command(
       'discover',

@@ -7,6 +7,7 @@
 import { writeFileSync } from 'node:fs';
 import { ClusterLock } from './cluster-lock.js';
 import { gatedPort, MirrorWriter } from './mirror.js';
+import { RegenError } from './errors.js';
 import type { Inventory, NodePort } from './port.js';
 import type { Store } from '../store/types.js';
 
@@ -85,4 +86,29 @@ export function clusterRun(a: {
     },
   };
   return { guard, port: gatedPort(a.port, () => writer) };
+}
+
+/**
+ * `regen abort -i INVENTORY`: the run's record as the database now holds it (aborted) written to its mirror on the
+ * nodes (every node of the inventory), under the run's cluster lock taken over for that one write and released after it, so that a
+ * `regen resume --from-cluster` from another machine finds the run aborted instead of resuming it. A lock of another
+ * run is refused (exit 6), as for a resume.
+ */
+export async function abortOnCluster(a: { port: NodePort; store: Store; runId: string; inventory: Inventory; redact?: (t: string) => string }): Promise<void> {
+  const lock = new ClusterLock(a.port, a.inventory.nodes.map((n) => n.name));
+  await lock.acquire(a.runId, a.inventory.cluster, { takeOver: true });
+  try {
+    // Every node of the inventory, not only the run's usual targets: no copy anywhere is left saying unfinished.
+    const everyNode = (): string[] => a.inventory.nodes.map((n) => n.name);
+    const writer = new MirrorWriter({ port: a.port, store: a.store, runId: a.runId, lock, targets: everyNode, ...(a.redact ? { redact: a.redact } : {}) });
+    await writer.flush();
+    await writer.drain();
+  } catch (err) {
+    throw new RegenError(err instanceof RegenError ? err.kind : 'unreachable', `run ${a.runId} is marked aborted in the database, but not in its mirror on the nodes: ${(err as Error).message}`, {
+      hint: 'until regen abort -i INVENTORY succeeds, regen resume --from-cluster elsewhere would resume this run',
+      cause: err,
+    });
+  } finally {
+    await lock.release();
+  }
 }

@@ -19,17 +19,21 @@
  * Format: a JSON envelope {format, version, runId, cluster, seq, writtenAt, writer, sha256, body} where body is the
  * JSON text of the run's records and sha256 its checksum. seq grows with every record the database gains
  * (transitions, journal rows, their probes and outcomes, backups), so the newest mirror has the highest seq.
+ * Version 2 leaves the backups manifest out of the body: it is the result of each node's backup step, already in
+ * the journal rows, and is rebuilt from them when the mirror is read (version 1 carried it twice; it is still read).
  */
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
-import { CATALOGUE } from './catalogue.js';
+import { CATALOGUE, STEPS } from './catalogue.js';
 import { RegenError } from './errors.js';
-import type { NodePort } from './port.js';
+import type { BackupManifest, NodePort } from './port.js';
 import type { BackupRow, JournalRow, NodeRow, RunRow, Store, TransitionRow } from '../store/types.js';
 import type { ClusterLock } from './cluster-lock.js';
 
 export const MIRROR_FORMAT = 'regen-mirror';
-export const MIRROR_VERSION = 1;
+export const MIRROR_VERSION = 2;
+/** Versions this regen reads. */
+export const MIRROR_READS: readonly number[] = [1, 2];
 
 export interface MirrorBody {
   run: RunRow;
@@ -60,10 +64,13 @@ function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
-/** The mirror's sequence number: how many records the run has, counting every probe and outcome a row gained. */
-export function mirrorSeq(b: Pick<MirrorBody, 'transitions' | 'journal' | 'backups'>): number {
+/**
+ * The mirror's sequence number: how many records the run has, counting every probe and outcome a row gained, and
+ * one more once the run is aborted (`regen abort` adds no other record, and its mirror must win over the last).
+ */
+export function mirrorSeq(b: Pick<MirrorBody, 'run' | 'transitions' | 'journal' | 'backups'>): number {
   const journal = b.journal.reduce((n, r) => n + 1 + (r.outcome === null ? 0 : 1) + (r.probe === null ? 0 : 1), 0);
-  return b.transitions.length + journal + b.backups.length;
+  return b.transitions.length + journal + b.backups.length + (b.run.status === 'aborted' ? 1 : 0);
 }
 
 /** The run's records as the database holds them; only the last transition keeps its snapshot. */
@@ -76,8 +83,28 @@ export function mirrorBody(store: Store, runId: string): MirrorBody | null {
   return { run, nodes: store.listNodes(runId), transitions, journal: store.journal(runId), backups: store.listBackups(runId) };
 }
 
-export function encodeMirror(body: MirrorBody, opts: { now: number; redact?: (t: string) => string }): string {
-  const text = (opts.redact ?? ((t: string) => t))(JSON.stringify(body));
+/** What goes on the wire: the records without the backups, which the journal's backup rows already hold. */
+type WireBody = Omit<MirrorBody, 'backups'>;
+
+/**
+ * The backups manifest as the journal holds it: the result of each node's last completed backup step (a per-file
+ * row per node and path, as backupNode records them).
+ */
+export function backupsFromJournal(runId: string, journal: JournalRow[]): BackupRow[] {
+  const rows = new Map<string, BackupRow>();
+  for (const j of journal) {
+    if (j.step !== STEPS.backup.name || (j.outcome !== 'done' && j.outcome !== 'skipped') || j.detail === null) continue;
+    const m = (JSON.parse(j.detail) as { result?: BackupManifest }).result;
+    if (m === undefined || !Array.isArray(m.files)) continue;
+    for (const f of m.files) rows.set(`${j.node}\0${f.path}`, { runId, node: j.node, dir: m.dir, path: f.path, sha256: f.sha256, size: f.size, mode: f.mode, owner: f.owner, group: f.group });
+  }
+  return [...rows.values()];
+}
+
+/** The mirror file's text and the checksum of its body (equal checksums: the same records). */
+export function encodeMirrorText(body: MirrorBody, opts: { now: number; redact?: (t: string) => string }): { text: string; sha256: string } {
+  const wire: WireBody = { run: body.run, nodes: body.nodes, transitions: body.transitions, journal: body.journal };
+  const text = (opts.redact ?? ((t: string) => t))(JSON.stringify(wire));
   const env: MirrorEnvelope = {
     format: MIRROR_FORMAT,
     version: MIRROR_VERSION,
@@ -89,7 +116,11 @@ export function encodeMirror(body: MirrorBody, opts: { now: number; redact?: (t:
     sha256: sha256(text),
     body: text,
   };
-  return `${JSON.stringify(env)}\n`;
+  return { text: `${JSON.stringify(env)}\n`, sha256: env.sha256 };
+}
+
+export function encodeMirror(body: MirrorBody, opts: { now: number; redact?: (t: string) => string }): string {
+  return encodeMirrorText(body, opts).text;
 }
 
 /** A mirror file's text → the mirror, or why it is not valid (unparseable, other format or version, bad checksum). */
@@ -101,10 +132,11 @@ export function decodeMirror(text: string): ParsedMirror | { invalid: string } {
     return { invalid: 'not JSON (truncated or damaged)' };
   }
   if (env.format !== MIRROR_FORMAT) return { invalid: 'not a regen mirror' };
-  if (env.version !== MIRROR_VERSION) return { invalid: `mirror version ${String(env.version)}, this regen reads ${MIRROR_VERSION}` };
+  if (typeof env.version !== 'number' || !MIRROR_READS.includes(env.version)) return { invalid: `mirror version ${String(env.version)}, this regen reads ${MIRROR_READS.join(' and ')}` };
   if (typeof env.body !== 'string' || env.sha256 !== sha256(env.body)) return { invalid: 'checksum mismatch' };
-  const body = JSON.parse(env.body) as MirrorBody;
-  if (body.run?.id !== env.runId || typeof env.seq !== 'number') return { invalid: 'envelope and body disagree' };
+  const parsed = JSON.parse(env.body) as WireBody & { backups?: BackupRow[] };
+  if (parsed.run?.id !== env.runId || typeof env.seq !== 'number' || !Array.isArray(parsed.journal)) return { invalid: 'envelope and body disagree' };
+  const body: MirrorBody = { ...parsed, backups: env.version === 1 ? (parsed.backups ?? []) : backupsFromJournal(parsed.run.id, parsed.journal) };
   return { envelope: env as MirrorEnvelope, body };
 }
 
@@ -154,6 +186,12 @@ function quorum(attempts: Array<Promise<'written' | 'lock-lost'>>, need: number)
   });
 }
 
+/**
+ * How long a transition's background write waits for an effect to carry it: longer than the reads a step makes
+ * before its effect (its probe, the leader's credentials), far shorter than the heartbeat.
+ */
+export const KICK_DELAY_MS = 250;
+
 export interface MirrorStats {
   writes: number;
   writeMs: number;
@@ -179,8 +217,13 @@ export class MirrorWriter {
   #lastSha = '';
   #inflight: Promise<void> = Promise.resolve();
   #queued: Promise<void> | null = null;
+  #kickTimer: NodeJS.Timeout | null = null;
 
-  constructor(a: { port: NodePort; store: Store; runId: string; lock: ClusterLock; redact?: (t: string) => string; now?: () => number }) {
+  /** Where every write goes; default: mirrorTargets of the run's nodes and leader. */
+  readonly #targets: ((body: MirrorBody) => string[]) | undefined;
+
+  constructor(a: { port: NodePort; store: Store; runId: string; lock: ClusterLock; redact?: (t: string) => string; now?: () => number; targets?: (body: MirrorBody) => string[] }) {
+    this.#targets = a.targets;
     this.#port = a.port;
     this.#store = a.store;
     this.#runId = a.runId;
@@ -190,19 +233,28 @@ export class MirrorWriter {
   }
 
   /**
-   * Starts a write in the background (after a transition). A failure here is not lost: the next flush (before the
-   * next effect, or at the run's end) writes the same records again and reports its own failure. It starts on
-   * the next turn of the event loop, so that the effect the transition leads to, whose intent row is written in the
-   * same turn, shares the write instead of waiting for a second one.
+   * After a transition: a write in the background, deferred by KICK_DELAY_MS so that the effect the transition
+   * leads to (whose awaited write carries the same records, and its intent) shares it instead of queueing behind
+   * it. A second transition while one is still deferred writes at once: the mirror lags one transition at most. A
+   * failure here is not lost: the next flush (before the next effect, or at the run's end) writes the same records
+   * again and reports its own failure.
    */
   kick(): void {
-    setImmediate(() => {
+    if (this.#kickTimer !== null) {
       this.flush().catch(() => undefined);
-    });
+      return;
+    }
+    this.#kickTimer = setTimeout(() => {
+      this.#kickTimer = null;
+      this.flush().catch(() => undefined);
+    }, KICK_DELAY_MS);
+    this.#kickTimer.unref();
   }
 
   /** Resolves once a mirror holding every record written before this call is on the nodes. */
   flush(): Promise<void> {
+    if (this.#kickTimer !== null) clearTimeout(this.#kickTimer);
+    this.#kickTimer = null;
     if (this.#queued) return this.#queued;
     const next = this.#inflight
       .catch(() => undefined)
@@ -235,10 +287,9 @@ export class MirrorWriter {
   async #writeNow(): Promise<void> {
     const body = mirrorBody(this.#store, this.#runId);
     if (body === null) return;
-    const text = encodeMirror(body, { now: this.#now(), ...(this.#redact ? { redact: this.#redact } : {}) });
-    const digest = sha256(JSON.parse(text).body as string);
+    const { text, sha256: digest } = encodeMirrorText(body, { now: this.#now(), ...(this.#redact ? { redact: this.#redact } : {}) });
     if (digest === this.#lastSha) return;
-    const targets = mirrorTargets(body.nodes, body.run.leader);
+    const targets = this.#targets?.(body) ?? mirrorTargets(body.nodes, body.run.leader);
     const t0 = this.#now();
     // One chain per node keeps its writes in order; the effect waits for two copies (or every answer), not three.
     const attempts = targets.map((n) => {

@@ -29,7 +29,8 @@ function runId(r: string): string {
 }
 
 const ENSURE_DIR = `mkdir -p ${REGEN_STATE_DIR} && chmod 700 ${REGEN_STATE_DIR} || exit 70`;
-const CURRENT_TOKEN = `cur=$(cat ${LOCK_DIR}/token 2>/dev/null)`;
+// `read` is the shell's own: no process is started for it (a mirror write runs before every remote effect).
+const CURRENT_TOKEN = `cur=; { read -r cur < ${LOCK_DIR}/token; } 2>/dev/null`;
 
 export function lockTake(t: string): string {
   return script(
@@ -70,7 +71,7 @@ export function mirrorWrite(run: string, t: string): string {
   return script(
     CURRENT_TOKEN,
     `[ "$cur" = ${token(t)} ] || { cat >/dev/null; echo regen:lock-lost; exit 0; }`,
-    `mkdir -p ${MIRROR_DIR} && chmod 700 ${MIRROR_DIR} || exit 70`,
+    `[ -d ${MIRROR_DIR} ] || { mkdir -p ${MIRROR_DIR} && chmod 700 ${MIRROR_DIR}; } || exit 70`,
     `cat > ${MIRROR_DIR}/.${run}.json.tmp && mv -f ${MIRROR_DIR}/.${run}.json.tmp ${file} || exit 71`,
     'echo regen:written',
   );

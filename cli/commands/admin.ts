@@ -1,5 +1,6 @@
 /**
- * regen unlock / regen abort: the explicit operator actions on the database. Neither touches a node.
+ * regen unlock / regen abort: the explicit operator actions on the database. With -i, each also acts on regen's own
+ * state on the nodes (/var/lib/regen): the stale cluster lock, the run's mirror; neither touches the mesh.
  */
 import { UsageError } from '../../machines/errors.js';
 import { processAlive } from '../../store/process.js';
@@ -49,13 +50,18 @@ async function unlockNodes(cluster: string, inventoryPath: string, connect: Conn
   }
 }
 
-export async function abort(o: { db: string | undefined; run: string | undefined }, io: Io): Promise<number> {
+export async function abort(o: { db: string | undefined; run: string | undefined; inventory?: string; connect?: ConnectOptions }, io: Io): Promise<number> {
   const store = await openRegenStore(o.db, io.env);
   try {
     const run = o.run ? store.getRun(o.run) : store.latestUnfinishedRun();
     if (!run) throw new UsageError(o.run ? `no run ${o.run}` : 'no unfinished run to abort', 'regen runs lists the runs');
     abortRun(store, run.id);
     io.err(`regen: run ${run.id} marked aborted. No node was changed by this command; backups stay in /var/backups/regen/${run.id} on each node.\n`);
+    if (o.inventory !== undefined && o.connect !== undefined) {
+      await (await import('../abort-mirror.js')).abortMirror(run, o.inventory, o.connect, store, io);
+    } else {
+      io.err(`regen: its mirror on the nodes still shows it unfinished, so regen resume --from-cluster from another machine would resume it; regen abort ${run.id} -i INVENTORY marks it aborted there too\n`);
+    }
     return EXIT.ok;
   } finally {
     store.close();

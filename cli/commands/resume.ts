@@ -25,10 +25,10 @@ export interface ResumeOptions extends ConnectOptions {
 }
 
 export async function resume(o: ResumeOptions, io: Io): Promise<number> {
-  // Nothing to resume must not create a database as a side effect.
+  // Nothing to resume must not create a database as a side effect; --from-cluster imports into a new one.
   const { defaultDbPath } = await import('../../store/store.js');
   const path = o.db ?? defaultDbPath(io.env);
-  if (path !== ':memory:' && !existsSync(path)) {
+  if (o.fromCluster === undefined && path !== ':memory:' && !existsSync(path)) {
     throw new UsageError(`no run to resume: there is no database at ${path}`, 'regen start begins a run; --db or $REGEN_DB select another database');
   }
   const store = await openRegenStore(o.db, io.env);

@@ -14,10 +14,12 @@ import { labFault, type Lab } from './lab.js';
 import { labSkip, withLab } from './harness.js';
 import { connectArgs, resumeArgs, runRegen, startArgs, writeSecretFile, type RegenEvent, type RegenOutcome } from '../../bench/lib/regen-process.js';
 import { checkHealth, snapshotFiles } from '../../bench/lib/health.js';
+import { decodeMirror, type ParsedMirror } from '../../machines/mirror.js';
 
 const skip = labSkip();
 const LOCK_HELD = 6;
 const NEEDS_OPERATOR = 5;
+const USAGE = 2;
 
 function dropDb(db: string): void {
   for (const f of [db, `${db}-wal`, `${db}-shm`]) fs.rmSync(f, { force: true });
@@ -147,6 +149,29 @@ describe.skipIf(skip !== null)('the run outlives the operator machine', { timeou
     expect(resumed.stderr).toContain(`${damaged.node}: the mirror of run ${runId} is not valid`);
     expect(resumed.stderr).toContain(`run ${runId} imported from ${valid.node}`);
     expect((await checkHealth(lab, fresh, secret, before)).problems).toEqual([]);
+  });
+
+  it('regen abort -i marks the mirror aborted: resume --from-cluster from another machine refuses to go on with it', async () => {
+    const lab = h.lab;
+    const before = await snapshotFiles(lab);
+    const { file } = writeSecretFile(lab, 'secret-aborted');
+    const db = join(lab.dir, 'aborted.db');
+    // Killed after the first backup: only backups and regen's own state are on the nodes.
+    const killed = await runRegen([...startArgs(lab, file, [], db), '--json'], { killAt: finishedStep('backup') });
+    expect(killed.killed, killed.stderr).toBe(true);
+    const runId = runIdOf(killed);
+    const abort = await runRegen(['abort', runId, '-i', lab.inventory, ...connectArgs(lab, db)]);
+    expect(abort.code, abort.stderr).toBe(0);
+    expect(abort.stderr).toContain(`run ${runId} is marked aborted in its mirror on the nodes too`);
+    const copies = mirrorFiles(lab, runId);
+    expect(copies.length).toBe(lab.nodes.length);
+    for (const m of copies) expect((decodeMirror(fs.readFileSync(m.file, 'utf8')) as ParsedMirror).body.run.status, m.node).toBe('aborted');
+    const elsewhere = await fromCluster(lab, file, join(lab.dir, 'aborted-elsewhere.db'), runId);
+    expect(elsewhere.code, elsewhere.stderr).toBe(USAGE);
+    expect(elsewhere.stderr).toContain(`run ${runId} is aborted; there is nothing to resume`);
+    // The mesh was not touched, and the abort gave the cluster lock back.
+    for (const n of lab.nodes) expect(fs.existsSync(join(n.root, 'regen-state', 'lock'))).toBe(false);
+    expect(await snapshotFiles(lab)).toEqual(before);
   });
 
   it('no mirror at all (an older regen): start and plan name the half-done run and propose resume --from-cluster', async () => {

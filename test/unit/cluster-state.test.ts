@@ -4,10 +4,11 @@
  * and resumed to a healthy mesh, a second run is refused on the lock naming the first, and the mirror's checksum
  * and sequence catch damage and order copies.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ClusterLock, parseHolder } from '../../machines/cluster-lock.js';
-import { clusterRun } from '../../machines/cluster-run.js';
-import { decodeMirror, EFFECTS, mirrorTargets, type ParsedMirror } from '../../machines/mirror.js';
+import { abortOnCluster, clusterRun } from '../../machines/cluster-run.js';
+import { abortRun } from '../../machines/runner.js';
+import { decodeMirror, EFFECTS, KICK_DELAY_MS, MirrorWriter, mirrorTargets, type ParsedMirror } from '../../machines/mirror.js';
 import type { NodePort } from '../../machines/port.js';
 import { importMirror } from '../../store/import.js';
 import { openStore } from '../../store/store.js';
@@ -90,9 +91,15 @@ describe('cluster lock and run mirror (fake cluster)', () => {
     const mirror = decodeMirror(h.cluster.node(leader).read('/var/lib/regen/runs/run-1.json') as string) as ParsedMirror;
     expect(mirror.body.journal.some((j) => j.step === 'leader.wipe' && j.outcome === 'done')).toBe(true);
 
+    // The backups manifest is not on the wire: it is rebuilt from the journal's backup rows, equal to the database's.
+    expect(JSON.parse(mirror.envelope.body)).not.toHaveProperty('backups');
+    expect(store.listBackups('run-1').length).toBeGreaterThan(0);
+    expect(mirror.body.backups).toEqual(store.listBackups('run-1'));
+
     const fresh = openStore(`${h.dir}/fresh.db`);
     try {
       expect(importMirror(fresh, mirror.body, mirror.envelope.seq)).toMatchObject({ imported: true, replaced: false });
+      expect(fresh.listBackups('run-1')).toEqual(store.listBackups('run-1'));
       // Importing the same mirror again changes nothing: the local record is as new.
       expect(importMirror(fresh, mirror.body, mirror.envelope.seq)).toMatchObject({ imported: false });
       const cr2 = clusterRun({ port: h.cluster.port, store: fresh });
@@ -104,6 +111,45 @@ describe('cluster lock and run mirror (fake cluster)', () => {
     } finally {
       fresh.close();
     }
+  });
+
+  it('regen abort -i: the mirror says aborted with a higher seq, an import of it is not resumed, the lock is released', async () => {
+    h = harness({ servers: 1, agents: 2 });
+    const store = h.open();
+    const cr = clusterRun({ port: h.cluster.port, store });
+    let stopNow = false;
+    const r1 = await h.start({
+      store,
+      port: cr.port,
+      cluster: cr.guard,
+      journalHooks: { afterWrite: (what, row) => void (what === 'outcome' && row.step === 'leader.stop' && (stopNow = true)) },
+      shouldStop: () => stopNow,
+    });
+    const leader = r1.context.leader as string;
+    const file = '/var/lib/regen/runs/run-1.json';
+    const before = decodeMirror(h.cluster.node(leader).read(file) as string) as ParsedMirror;
+    expect(before.body.run.status).not.toBe('aborted');
+    abortRun(store, 'run-1');
+    await abortOnCluster({ port: h.cluster.port, store, runId: 'run-1', inventory: h.inventory });
+    const after = decodeMirror(h.cluster.node(leader).read(file) as string) as ParsedMirror;
+    expect(after.body.run.status).toBe('aborted');
+    expect(after.envelope.seq).toBeGreaterThan(before.envelope.seq);
+    // Every node holds the aborted record, so no older copy anywhere still says unfinished.
+    for (const n of h.cluster.nodes) expect((decodeMirror(h.cluster.node(n).read(file) as string) as ParsedMirror).body.run.status, n).toBe('aborted');
+    for (const n of h.cluster.nodes) expect(h.cluster.node(n).exists('/var/lib/regen/lock/token')).toBe(false);
+    // Another machine imports the newest mirror and is told there is nothing to resume.
+    const elsewhere = openStore(`${h.dir}/elsewhere.db`);
+    try {
+      expect(importMirror(elsewhere, after.body, after.envelope.seq)).toMatchObject({ imported: true });
+      await expect(h.resume('run-1', { store: elsewhere })).rejects.toThrow(/run-1 is aborted; there is nothing to resume/);
+    } finally {
+      elsewhere.close();
+    }
+    // Another run's lock is never taken over by an abort.
+    const other = new ClusterLock(h.cluster.port, [...h.cluster.nodes]);
+    await other.acquire('run-2', 'lab', { takeOver: false, heartbeatMs: 60_000 });
+    await expect(abortOnCluster({ port: h.cluster.port, store, runId: 'run-1', inventory: h.inventory })).rejects.toThrow(/locked by run run-2/);
+    await other.release();
   });
 
   it('a second run is refused on the first node of the order, naming the holder; the same run takes it over', async () => {
@@ -123,6 +169,47 @@ describe('cluster lock and run mirror (fake cluster)', () => {
     await again.release();
     await a.release();
     for (const n of nodes) expect(h.cluster.node(n).exists('/var/lib/regen/lock/token')).toBe(false);
+  });
+
+  it("a transition's write waits for an effect to carry it, and a second transition writes at once", async () => {
+    const store = openStore(':memory:');
+    vi.useFakeTimers();
+    try {
+      store.createRun({ id: 'r', cluster: 'c', machineVersion: '1', inventoryJson: '{}', optionsJson: '{}' });
+      store.upsertNode({ runId: 'r', name: 'n1', sshHost: 'n1', role: null, kind: null, profile: null, address: null, bindAddress: null, fqdn: null });
+      const writes: number[] = [];
+      const mirrorWrite = async (_n: string, _r: string, text: string): Promise<'written'> => {
+        writes.push((decodeMirror(text) as ParsedMirror).envelope.seq);
+        return 'written';
+      };
+      const port = { mirrorWrite } as unknown as NodePort;
+      const w = new MirrorWriter({ port, store, runId: 'r', lock: new ClusterLock(port, ['n1']) });
+      const transition = (n: number): void => void store.appendTransition({ runId: 'r', at: n, fromState: null, event: `e${n}`, toState: `s${n}`, snapshot: '{}', machineVersion: '1' });
+      // One transition, then an effect before the delay: one write, the effect's.
+      transition(1);
+      w.kick();
+      await vi.advanceTimersByTimeAsync(KICK_DELAY_MS / 2);
+      expect(writes).toEqual([]);
+      await w.beforeEffect();
+      expect(writes).toEqual([1]);
+      await vi.advanceTimersByTimeAsync(KICK_DELAY_MS * 2);
+      expect(writes).toEqual([1]);
+      // A transition with no effect after it is written once the delay is over.
+      transition(2);
+      w.kick();
+      await vi.advanceTimersByTimeAsync(KICK_DELAY_MS + 1);
+      expect(writes).toEqual([1, 2]);
+      // Two transitions in a row: the second does not wait, so the mirror never lags two behind.
+      transition(3);
+      w.kick();
+      transition(4);
+      w.kick();
+      await vi.advanceTimersByTimeAsync(0);
+      expect(writes).toEqual([1, 2, 4]);
+    } finally {
+      vi.useRealTimers();
+      store.close();
+    }
   });
 
   it('a damaged mirror is refused by its checksum; targets are the leader, the other servers, then followers', () => {
