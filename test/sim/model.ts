@@ -234,7 +234,7 @@ export class ApiError extends Error {
   }
 }
 
-/** `500 (No cluster leader)`; `retryAfterMs`: when a server of the caller's group may stand (the hold retries then). */
+/** `500 (No cluster leader)`; `retryAfterMs`: when a server of the caller's group may stand (the hold retries then; never: Infinity). */
 export class NoLeaderError extends ApiError {
   readonly retryAfterMs: number | undefined;
   constructor(retryAfterMs?: number) {
@@ -524,7 +524,8 @@ export function currentLeader(w: World): string | null {
 function requireLeader(w: World, viewer: string): string {
   if (upAgent(w, viewer) === null) throw new AgentDownError();
   const leader = leaderFor(w, viewer);
-  if (leader === null) throw new NoLeaderError(electionDueFor(w, viewer) ?? undefined);
+  // No server about to stand (none left, or no quorum): the RPC is held for the whole hold, then refused.
+  if (leader === null) throw new NoLeaderError(electionDueFor(w, viewer) ?? Number.POSITIVE_INFINITY);
   return leader;
 }
 

@@ -29,6 +29,11 @@ describe('the setup\'s bootstrap loop (firstsetup.go createACLBootstrapToken)', 
     expect(r).toEqual({ outcome: { ok: false, error: NO_LEADER, retryAfterMs: 5000 }, endedAt: 2250 });
   });
 
+  it('with no server about to stand (no quorum) the call is held for the whole hold, then refused', () => {
+    const r = heldRpc(1000, 7000, (): Attempt<string> => ({ ok: false, error: NO_LEADER, retryAfterMs: Number.POSITIVE_INFINITY }));
+    expect(r).toEqual({ outcome: { ok: false, error: NO_LEADER, retryAfterMs: Number.POSITIVE_INFINITY }, answeredAt: 8000 });
+  });
+
   it('only the legacy-mode 500 is retried, every 250 ms, until the 30 s timeout', () => {
     const calls: number[] = [];
     const r = setupBootstrapLoop(0, (t) => {
