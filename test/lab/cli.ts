@@ -24,6 +24,8 @@ async function main(): Promise<void> {
           .option('lose-password', { type: 'boolean', default: false, describe: 'delete the password file on the servers' })
           .option('keep-on-failure', { type: 'boolean', default: false, describe: 'leave a failed lab for inspection' })
           .option('concurrency', { type: 'number', default: 8, describe: 'nodes brought up in parallel' })
+          .option('election-delay-ms', { type: 'number', describe: 'a server stands for election this long after its start (default 0)' })
+          .option('rpc-hold-ms', { type: 'number', describe: 'RPCs wait this long for a leader before "No cluster leader" (default 7000, as Consul)' })
           .option('json', { type: 'boolean', default: false }),
       async (a) => {
         const { labUp } = await import('./lab.js');
@@ -36,6 +38,10 @@ async function main(): Promise<void> {
           mesh: a.mesh,
           losePassword: a['lose-password'],
           concurrency: a.concurrency,
+          election: {
+            ...(a['election-delay-ms'] === undefined ? {} : { delayMs: a['election-delay-ms'] }),
+            ...(a['rpc-hold-ms'] === undefined ? {} : { holdMs: a['rpc-hold-ms'] }),
+          },
           keepOnFailure: a['keep-on-failure'],
           log: a.json ? undefined : (l) => console.error(l),
         });

@@ -19,6 +19,7 @@ import { stringify as yamlStringify } from 'yaml';
 import { shq } from '../../adapters/shell/quote.js';
 import { ClusterStateStore } from '../sim/state-store.js';
 import { DEFAULT_VERSION, credentialsInLdap, release } from '../sim/versions.js';
+import { ELECTION_FILE, LAB_ELECTION, type ElectionSettings } from '../sim/election.js';
 import { directoryDown, directoryUp, ldapMasterUrl } from './directory.js';
 
 export type LabProfile = 'current' | 'legacy';
@@ -79,6 +80,8 @@ export interface LabUpOptions {
   keepOnFailure?: boolean;
   /** Parallel node bring-up (default 8). */
   concurrency?: number;
+  /** Election delay and RPC hold of the simulated servers (test/sim/election.ts; default LAB_ELECTION). */
+  election?: Partial<ElectionSettings>;
   log?: (line: string) => void;
 }
 
@@ -599,6 +602,10 @@ async function build(dir: string, opts: LabUpOptions, mesh: boolean, log: (l: st
     lab.mesh = true;
     saveLab(lab);
     log(`mesh in ${Date.now() - tMesh} ms`);
+  }
+  // The mesh is brought up with instant elections; from now on servers take the lab's election delay.
+  writeMode(path.join(dir, 'cluster', ELECTION_FILE), `${JSON.stringify({ ...LAB_ELECTION, ...opts.election })}\n`, 0o644);
+  if (mesh) {
     if (opts.losePassword) {
       for (const n of nodes.filter((x) => x.kind === 'server')) {
         fs.rmSync(path.join(n.root, 'var-lib-sd', 'password'), { force: true });

@@ -9,7 +9,8 @@
  * What it encodes is DESIGN.md §4 (service-discover v0.7.2 and Consul's acl_endpoint.go); texts are the real ones.
  */
 import { createHash, randomBytes as nodeRandomBytes } from 'node:crypto';
-import { bootstrapAlone, emptyRaft, hasRef, recoverFromPeers, settle, type RaftServer } from './raft.js';
+import { bootstrapAlone, emptyRaft, hasRef, recoverFromPeers, settle, type RaftServer, type UpServer } from './raft.js';
+import { heldRpc, INSTANT_ELECTION, nextStandAt, setupBootstrapLoop, type Attempt, type ElectionSettings } from './election.js';
 import { canGossip, keyringAtStart, readKeyring } from './serf.js';
 import type { MeshKind, Profile } from '../../machines/port.js';
 import { credentialsInLdap, mainJsonRefusal } from './versions.js';
@@ -125,6 +126,10 @@ export interface World {
   stopProcess?(node: string): void;
   now(): Date;
   randomBytes(n: number): Buffer;
+  /** Election delay and RPC hold (election.ts); absent: instant elections, Consul's 7 s hold. */
+  election?: ElectionSettings;
+  /** The command being modelled takes until `atMs` (a held RPC, the setup's bootstrap loop); the lab waits it out. */
+  elapse?(atMs: number): void;
 }
 
 // ---- shared state (plain JSON) ----------------------------------------------------------------------------------
@@ -158,6 +163,8 @@ export interface AgentRuntime {
   /** Fingerprints of every key of the node's keyring (absent in states written before keyrings were modelled). */
   gossipKeys?: string[];
   agentTokenAccessor: string | null;
+  /** When the unit started (ms since the epoch): a server's election timer runs from then (election.ts). */
+  startedAt?: number;
 }
 
 export interface NodeRuntime {
@@ -224,6 +231,16 @@ export class ApiError extends Error {
     super(message);
     this.name = 'ApiError';
     this.status = status;
+  }
+}
+
+/** `500 (No cluster leader)`; `retryAfterMs`: when a server of the caller's group may stand (the hold retries then; never: Infinity). */
+export class NoLeaderError extends ApiError {
+  readonly retryAfterMs: number | undefined;
+  constructor(retryAfterMs?: number) {
+    super(500, 'No cluster leader');
+    this.name = 'NoLeaderError';
+    this.retryAfterMs = retryAfterMs;
   }
 }
 
@@ -448,16 +465,20 @@ function raftServers(w: World): Record<string, RaftServer> {
   return out;
 }
 
+function upServers(w: World): UpServer[] {
+  return nodeOrder(w).flatMap((n) => {
+    const a = upAgent(w, n);
+    return a !== null && a.server ? [{ node: n, group: trustKey(a), gossip: a.gossip, ...(a.startedAt === undefined ? {} : { since: a.startedAt }) }] : [];
+  });
+}
+
 /** Runs raft among the up servers (see raft.ts): servers reach each other over RPC only when they trust one CA. */
 export function settleRaft(w: World): void {
-  const up = nodeOrder(w).flatMap((n) => {
-    const a = upAgent(w, n);
-    return a !== null && a.server ? [{ node: n, group: trustKey(a), gossip: a.gossip }] : [];
-  });
+  const up = upServers(w);
   const pref = w.state.preferredLeader;
   const order = pref === null ? nodeOrder(w) : [pref, ...nodeOrder(w).filter((n) => n !== pref)];
   const servers = raftServers(w);
-  settle(servers, up, order, w.now().getTime());
+  settle(servers, up, order, w.now().getTime(), w.election ?? INSTANT_ELECTION);
   for (const [n, r] of Object.entries(servers)) runtime(w, n).raftPeers = [...r.config];
 }
 
@@ -503,8 +524,22 @@ export function currentLeader(w: World): string | null {
 function requireLeader(w: World, viewer: string): string {
   if (upAgent(w, viewer) === null) throw new AgentDownError();
   const leader = leaderFor(w, viewer);
-  if (leader === null) throw new ApiError(500, 'No cluster leader');
+  // No server about to stand (none left, or no quorum): the RPC is held for the whole hold, then refused.
+  if (leader === null) throw new NoLeaderError(electionDueFor(w, viewer) ?? Number.POSITIVE_INFINITY);
   return leader;
+}
+
+/** When a server of `viewer`'s group may stand for election, if none may yet (election.ts). */
+export function electionDueFor(w: World, viewer: string): number | null {
+  const a = upAgent(w, viewer);
+  if (a === null) return null;
+  const group = upServers(w).filter((u) => u.group === trustKey(a));
+  return group.length === 0 ? null : nextStandAt(group, w.now().getTime(), w.election ?? INSTANT_ELECTION);
+}
+
+/** The world as of `atMs` (the model's instant evaluation of a later moment). */
+export function worldAt(w: World, atMs: number): World {
+  return Object.assign(Object.create(w) as World, { now: () => new Date(atMs) });
 }
 
 /** A write: the mesh-wide index moves; with `leader`, the entry goes into that leader's log and out to its followers. */
@@ -552,6 +587,8 @@ export function startAgent(w: World, node: string): void {
     fs.mkdir(`${SD_DATA_DIR}/raft`, { owner: SD_USER, group: SD_USER, mode: 0o700 });
     fs.write(RAFT_DB, 'raft', { owner: SD_USER, group: SD_USER, mode: 0o600 });
   }
+  // Raft starts every server as a follower (raft.go runFollower): leadership is won again, after the election delay.
+  if (server && rt.raft !== undefined) rt.raft.leader = false;
   if (server && fs.exists(PEERS_JSON)) {
     rt.raftPeers = peersFromRecoveryFile(w, fs.read(PEERS_JSON) ?? Buffer.alloc(0));
     recoverFromPeers((rt.raft ??= emptyRaft()), rt.raftPeers);
@@ -560,7 +597,7 @@ export function startAgent(w: World, node: string): void {
   fs.mkdir(SD_DATA_DIR, { owner: SD_USER, group: SD_USER, mode: 0o700 });
   if (!fs.exists(NODE_ID)) fs.write(NODE_ID, uuid(w), { owner: SD_USER, group: SD_USER, mode: 0o600 });
   const keys = keyringAtStart(fs, main.encrypt, server).map((k) => sha256(k).slice(0, 16));
-  rt.agent = { nodeName, server, bindAddr, trust, gossip: keys[0] ?? '', gossipKeys: keys, agentTokenAccessor: null };
+  rt.agent = { nodeName, server, bindAddr, trust, gossip: keys[0] ?? '', gossipKeys: keys, agentTokenAccessor: null, startedAt: w.now().getTime() };
   w.startProcess?.(node);
 
   w.state.members[nodeName] = {
@@ -1067,12 +1104,7 @@ function firstInstance(w: World, node: string, host: string, bind: string, passw
   addServiceInLdap(w, host);
   startAgentOrFail(w, node);
 
-  let bootstrap: BootstrapJson;
-  try {
-    bootstrap = aclBootstrap(w, node);
-  } catch (e) {
-    throw new SimError(`unable to create ACL bootstrap token: ${bootstrapFailureText(e)}`);
-  }
+  const bootstrap = setupBootstrap(w, node);
   agentToken(w, node, host, 'server', bootstrap.SecretID);
 
   const blob = w.crypto.pack(
@@ -1091,6 +1123,25 @@ function firstInstance(w: World, node: string, host: string, bind: string, passw
   // profile) has the operator copy the file by hand, as its runbook says.
   const id = identity(w, node);
   if (credentialsInLdap(id.sdVersion, id.profile)) w.state.ldap.credentials = blob.toString('base64');
+}
+
+/** `consul acl bootstrap` through `viewer`'s agent at `atMs`, as one attempt of a held RPC. */
+export function bootstrapAttempt(w: World, viewer: string, atMs: number): Attempt<BootstrapJson> {
+  try {
+    return { ok: true, value: aclBootstrap(worldAt(w, atMs), viewer) };
+  } catch (e) {
+    const error = bootstrapFailureText(e);
+    return e instanceof NoLeaderError && e.retryAfterMs !== undefined ? { ok: false, error, retryAfterMs: e.retryAfterMs } : { ok: false, error };
+  }
+}
+
+/** firstsetup.go createACLBootstrapToken, from the unit's start (election.ts setupBootstrapLoop). */
+function setupBootstrap(w: World, node: string): BootstrapJson {
+  const hold = (w.election ?? INSTANT_ELECTION).holdMs;
+  const { outcome, endedAt } = setupBootstrapLoop(w.now().getTime(), (t) => heldRpc(t, hold, (at) => bootstrapAttempt(w, node, at)));
+  w.elapse?.(endedAt);
+  if (!outcome.ok) throw new SimError(outcome.error.startsWith('Failed ACL') ? `unable to create ACL bootstrap token: ${outcome.error}` : outcome.error);
+  return outcome.value;
 }
 
 function writePassword(fs: NodeFs, password: string): void {

@@ -16,6 +16,8 @@
  *   the log of a cluster grows while it runs, which is what makes a rival cluster's log win an election.
  */
 
+import { INSTANT_ELECTION, nextStandAt, timerFired, type ElectionSettings } from './election.js';
+
 export interface RaftEntry {
   term: number;
   /** What the entry carries: `token:<accessor>`, `barrier:<leader>`, `coordinate:<leader>`, `config:<leader>`… */
@@ -38,6 +40,8 @@ export interface UpServer {
   group: string;
   /** Gossip key fingerprint: the leader only meets servers that share its key. */
   gossip: string;
+  /** When its unit started (ms since the epoch): its election timer runs from then (election.ts). */
+  since?: number;
 }
 
 /** Coordinate batches a leader writes at most per settle (bounds the log of a long-idle state). */
@@ -101,15 +105,15 @@ export function hasRef(r: RaftServer | undefined, ref: string): boolean {
  * (the preferred leader, then the inventory order); servers with a higher term stand before it (they are the ones
  * whose election timer fired).
  */
-export function settle(servers: Record<string, RaftServer>, up: UpServer[], order: string[], nowMs: number): void {
+export function settle(servers: Record<string, RaftServer>, up: UpServer[], order: string[], nowMs: number, election: ElectionSettings = INSTANT_ELECTION): void {
   const upNames = new Set(up.map((u) => u.node));
   for (const [n, r] of Object.entries(servers)) if (!upNames.has(n)) r.leader = false;
   const groups = new Map<string, UpServer[]>();
   for (const u of up) groups.set(u.group, [...(groups.get(u.group) ?? []), u]);
-  for (const g of groups.values()) settleGroup(servers, g, order, nowMs);
+  for (const g of groups.values()) settleGroup(servers, g, order, nowMs, election);
 }
 
-function settleGroup(servers: Record<string, RaftServer>, g: UpServer[], order: string[], nowMs: number): void {
+function settleGroup(servers: Record<string, RaftServer>, g: UpServer[], order: string[], nowMs: number, election: ElectionSettings): void {
   const rs = g.map((u) => ({ u, r: servers[u.node] ?? (servers[u.node] = emptyRaft()) }));
   const before = new Map(rs.map(({ u, r }) => [u.node, r.term]));
   const top = Math.max(...rs.map(({ r }) => r.term));
@@ -122,9 +126,11 @@ function settleGroup(servers: Record<string, RaftServer>, g: UpServer[], order: 
   for (const { r } of rs) if (r.leader && inGroup(r) * 2 <= r.config.length) r.leader = false;
   let leader = rs.find(({ r }) => r.leader);
   if (leader === undefined) {
+    // Nobody's election timer has fired yet (election.ts): no election, no term moves.
+    if (nextStandAt(g, nowMs, election) !== null) return;
     const rank = (n: string): number => order.indexOf(n) + (order.includes(n) ? 0 : order.length);
     const candidates = [...rs].sort((a, b) => (before.get(b.u.node) ?? 0) - (before.get(a.u.node) ?? 0) || rank(a.u.node) - rank(b.u.node));
-    leader = candidates.find(({ u, r }) => wins(u.node, r, rs));
+    leader = candidates.find(({ u, r }) => timerFired(u, nowMs, election) && wins(u.node, r, rs));
     if (leader === undefined) {
       // A failed election: every server that could stand bumps its term (as its election timer fires again).
       for (const { r } of rs) if (r.config.length > 0) r.term += 1;

@@ -7,6 +7,7 @@ import * as http from 'node:http';
 import {
   AgentDownError,
   ApiError,
+  NoLeaderError,
   aclBootstrap,
   agentMembers,
   catalogNodes,
@@ -22,7 +23,7 @@ import {
   tokenSelf,
   type World,
 } from '../../sim/model.js';
-import { agentAddress, agentPidFile, loadSelf, withWorld } from './node-world.js';
+import { agentAddress, agentPidFile, labElection, loadSelf, withWorld } from './node-world.js';
 import { catalogServices, healthStateAny } from '../../sim/catalog.js';
 
 const self = loadSelf();
@@ -107,6 +108,23 @@ const routes: Array<{ method: string; pattern: RegExp; handle: Handler }> = [
   },
 ];
 
+/**
+ * Consul holds an RPC that finds no leader and retries it until the hold timeout (rpc_hold_timeout) is over, then
+ * answers `500 (No cluster leader)`; here it is retried when a server may stand, or every 250 ms (election.ts).
+ */
+async function held<T>(call: () => T): Promise<T> {
+  const deadline = Date.now() + labElection(self).holdMs;
+  for (let i = 0; ; i++) {
+    try {
+      return call();
+    } catch (e) {
+      if (!(e instanceof NoLeaderError) || Date.now() >= deadline || i > 1000) throw e;
+      const next = Math.min(deadline, Math.max(Date.now() + 50, e.retryAfterMs ?? Date.now() + 250));
+      await new Promise((r) => setTimeout(r, next - Date.now()));
+    }
+  }
+}
+
 function stillOurs(): boolean {
   try {
     return Number(fs.readFileSync(agentPidFile(self, self.short), 'utf8').trim()) === process.pid;
@@ -126,7 +144,7 @@ const server = http.createServer((req, res) => {
     const body = await bodyOf(req);
     const arg = route.pattern.exec(url.pathname)?.[1] ?? '';
     try {
-      const out = withWorld((w) => route.handle(w, tokenOf(req, url), body, arg));
+      const out = await held(() => withWorld((w) => route.handle(w, tokenOf(req, url), body, arg)));
       res.writeHead(200, { 'content-type': 'application/json', 'x-consul-default-acl-policy': 'deny' }).end(JSON.stringify(out));
     } catch (e) {
       if (e instanceof ApiError) res.writeHead(e.status, { 'content-type': 'text/plain' }).end(e.message);

@@ -28,6 +28,7 @@ import {
 import { RealFs } from '../../sim/real-fs.js';
 import { release } from '../../sim/versions.js';
 import { ClusterStateStore, pidAlive } from '../../sim/state-store.js';
+import { ELECTION_FILE, LAB_ELECTION, type ElectionSettings } from '../../sim/election.js';
 
 export interface NodeJson {
   name: string;
@@ -260,6 +261,35 @@ function writeLdapMirror(self: NodeJson, nodes: NodeJson[], state: ClusterState)
  * this node (the model only starts the local unit).
  */
 export function withWorld<T>(fn: (w: World, self: NodeJson) => T): T {
+  let until = 0;
+  try {
+    return lockedWorld(fn, (t) => {
+      until = Math.max(until, t);
+    });
+  } finally {
+    // What the modelled command took (a held RPC, setup's bootstrap loop) is waited out with the lock released.
+    sleepSync(until - Date.now());
+  }
+}
+
+function sleepSync(ms: number): void {
+  if (ms > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Math.min(ms, 120_000));
+}
+
+/** The lab's election delay and RPC hold: `DIR/cluster/election.json` (`lab up --election-delay-ms`). */
+export function labElection(self: NodeJson = loadSelf()): ElectionSettings {
+  try {
+    const v = JSON.parse(fs.readFileSync(path.join(self.clusterDir, ELECTION_FILE), 'utf8')) as Partial<ElectionSettings>;
+    return {
+      delayMs: typeof v.delayMs === 'number' ? v.delayMs : LAB_ELECTION.delayMs,
+      holdMs: typeof v.holdMs === 'number' ? v.holdMs : LAB_ELECTION.holdMs,
+    };
+  } catch {
+    return LAB_ELECTION;
+  }
+}
+
+function lockedWorld<T>(fn: (w: World, self: NodeJson) => T, elapse: (atMs: number) => void): T {
   const self = loadSelf();
   const nodes = allNodes(self);
   const store = new ClusterStateStore(self.clusterDir);
@@ -302,6 +332,8 @@ export function withWorld<T>(fn: (w: World, self: NodeJson) => T): T {
         },
         now: () => new Date(),
         randomBytes: defaultRandomBytes,
+        election: labElection(self),
+        elapse,
       };
       try {
         return fn(w, self);
