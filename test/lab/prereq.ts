@@ -114,8 +114,9 @@ function walk(dir: string, out: string[]): void {
 export function staleDist(): string[] {
   const root = repoRoot();
   const sources: string[] = [];
-  walk(path.join(root, 'test', 'lab', 'bin'), sources);
-  walk(path.join(root, 'test', 'sim'), sources);
+  // Everything the lab runs compiled: its node commands and the model, and regen itself (cli, machines, adapters,
+  // store) that lab tests start from dist/.
+  for (const dir of [['test', 'lab', 'bin'], ['test', 'sim'], ['machines'], ['cli'], ['adapters'], ['store']]) walk(path.join(root, ...dir), sources);
   return sources
     .filter((src) => {
       const out = path.join(root, 'dist', path.relative(root, src)).replace(/\.ts$/, '.js');
