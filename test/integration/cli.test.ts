@@ -5,37 +5,19 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { main } from '../../cli/main.js';
 import { start, type StartOptions } from '../../cli/commands/start.js';
 import { status, runs } from '../../cli/commands/status.js';
 import { resume } from '../../cli/commands/resume.js';
-import type { Io } from '../../cli/io.js';
 import { EXIT } from '../../cli/exit-codes.js';
 import { validateEvent } from '../../adapters/terminal/index.js';
 import { createFakeCluster, healthy, type FakeCluster } from '../sim/fake-cluster.js';
 import { Process, FAST } from '../support/machine-harness.js';
 import type { NodePort } from '../../machines/port.js';
+import { fakeIo } from '../support/fake-io.js';
 
-function fakeIo(env: NodeJS.ProcessEnv = {}): Io & { stdoutText: () => string; stderrText: () => string } {
-  let out = '';
-  let err = '';
-  return {
-    out: (t) => void (out += t),
-    err: (t) => void (err += t),
-    isTTY: false,
-    stdinIsTTY: false,
-    stdin: new PassThrough(),
-    stdout: new PassThrough(),
-    stderr: new PassThrough(),
-    env,
-    onInterrupt: () => () => undefined,
-    stdoutText: () => out,
-    stderrText: () => err,
-  };
-}
 
 let dir: string;
 let cluster: FakeCluster;

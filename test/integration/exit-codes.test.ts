@@ -5,7 +5,6 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { resume } from '../../cli/commands/resume.js';
@@ -17,28 +16,10 @@ import type { NodePort } from '../../machines/port.js';
 import { openStore } from '../../store/store.js';
 import { createFakeCluster, type FakeCluster } from '../sim/fake-cluster.js';
 import { FAST } from '../support/machine-harness.js';
+import { fakeIo } from '../support/fake-io.js';
 
 const SECRET = 'exit-codes-mesh-secret-2468';
 
-function fakeIo(env: NodeJS.ProcessEnv = {}, o: { stdinIsTTY?: boolean; answer?: string } = {}): Io & { stderrText: () => string; stdoutText: () => string } {
-  let out = '';
-  let err = '';
-  const stdin = new PassThrough();
-  if (o.answer !== undefined) stdin.end(`${o.answer}\n`);
-  return {
-    out: (t) => void (out += t),
-    err: (t) => void (err += t),
-    isTTY: false,
-    stdinIsTTY: o.stdinIsTTY ?? false,
-    stdin,
-    stdout: new PassThrough(),
-    stderr: new PassThrough(),
-    env,
-    onInterrupt: () => () => undefined,
-    stdoutText: () => out,
-    stderrText: () => err,
-  };
-}
 
 let dir: string;
 let cluster: FakeCluster;

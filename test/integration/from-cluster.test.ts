@@ -7,11 +7,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { start } from '../../cli/commands/start.js';
 import { resume } from '../../cli/commands/resume.js';
-import type { Io } from '../../cli/io.js';
 import { EXIT } from '../../cli/exit-codes.js';
 import { decodeMirror, type ParsedMirror } from '../../machines/mirror.js';
 import type { NodePort } from '../../machines/port.js';
@@ -19,22 +17,8 @@ import { importMirror } from '../../store/import.js';
 import { openStore } from '../../store/store.js';
 import { createFakeCluster, healthy, type FakeCluster } from '../sim/fake-cluster.js';
 import { FAST, Process } from '../support/machine-harness.js';
+import { fakeIo } from '../support/fake-io.js';
 
-function fakeIo(env: NodeJS.ProcessEnv = {}): Io & { stderrText: () => string } {
-  let err = '';
-  return {
-    out: () => undefined,
-    err: (t) => void (err += t),
-    isTTY: false,
-    stdinIsTTY: false,
-    stdin: new PassThrough(),
-    stdout: new PassThrough(),
-    stderr: new PassThrough(),
-    env,
-    onInterrupt: () => () => undefined,
-    stderrText: () => err,
-  };
-}
 
 const SECRET = 'from-cluster-mesh-secret-4321';
 const CONNECT = { sshConfig: undefined, knownHosts: undefined, acceptNewHostKeys: false, connectTimeoutS: 5, commandTimeoutS: 60 };

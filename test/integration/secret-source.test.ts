@@ -5,31 +5,13 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { start, type StartOptions } from '../../cli/commands/start.js';
-import type { Io } from '../../cli/io.js';
 import { EXIT, exitCodeFor } from '../../cli/exit-codes.js';
 import { createFakeCluster, type FakeCluster } from '../sim/fake-cluster.js';
 import { FAST } from '../support/machine-harness.js';
+import { fakeIo } from '../support/fake-io.js';
 
-function fakeIo(env: NodeJS.ProcessEnv = {}): Io & { stdoutText: () => string; stderrText: () => string } {
-  let out = '';
-  let err = '';
-  return {
-    out: (t) => void (out += t),
-    err: (t) => void (err += t),
-    isTTY: false,
-    stdinIsTTY: false,
-    stdin: new PassThrough(),
-    stdout: new PassThrough(),
-    stderr: new PassThrough(),
-    env,
-    onInterrupt: () => () => undefined,
-    stdoutText: () => out,
-    stderrText: () => err,
-  };
-}
 
 let dir: string;
 let cluster: FakeCluster;
