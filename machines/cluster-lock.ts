@@ -14,7 +14,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
-import { LockHeldError, NodeUnreachableError, RegenError, UsageError } from './errors.js';
+import { HostKeyRefusedError, LockHeldError, NodeUnreachableError, PrivilegeError, RegenError, UsageError } from './errors.js';
 import type { NodePort } from './port.js';
 
 /** How often a run refreshes its heartbeat on every node. */
@@ -110,11 +110,14 @@ export class ClusterLock {
       if (failed) throw failed.reason;
     } catch (err) {
       await this.release();
-      // A new run that cannot reach a node has changed nothing: an unreachable node at preflight (exit 10), as the inspection's.
-      if (!opts.takeOver && err instanceof NodeUnreachableError) {
-        throw new RegenError('unreachable', `preflight could not reach ${err.node ?? 'a node'} to take the cluster lock; nothing was changed: ${err.message}`, {
+      // A new run stopped here has changed nothing: a node it cannot reach, or whose host key or sudo it refuses, is
+      // a preflight problem of that node (exit 10 or 3, as at inspection), said as such.
+      const refused = err instanceof NodeUnreachableError || err instanceof HostKeyRefusedError || err instanceof PrivilegeError;
+      if (!opts.takeOver && refused) {
+        const kind = err instanceof NodeUnreachableError ? 'unreachable' : 'preflight';
+        throw new RegenError(kind, `preflight could not take the cluster lock on ${err.node ?? 'a node'}; nothing was changed: ${err.message}`, {
           ...(err.node === undefined ? {} : { node: err.node }),
-          hint: 'make every node reachable over SSH (regen plan shows the same checks), then run regen start again',
+          hint: err.hint ?? 'make every node reachable over SSH (regen plan shows the same checks), then run regen start again',
           cause: err,
         });
       }
