@@ -99,7 +99,7 @@ describe.skipIf(skip)('regen start in a real terminal (tmux) on a lab (1 server,
       expect(all).toMatch(/state leader\.setup · elapsed \d+\.\ds · mesh down \d+\.\ds/);
       expect(last).toMatch(/state done · elapsed \d+\.\ds · mesh downtime \d+\.\ds · done/);
       expect(nodeLines(last)).toEqual([
-        expect.stringMatching(/★ mail1\.lab\.example {2}leader {4}final\.verify +✓/),
+        expect.stringMatching(/★ mail1\.lab\.example {2}leader {4}final\.catalog +✓/),
         expect.stringMatching(/mail2\.lab\.example {2}follower {2}follower\.verify +✓/),
         expect.stringMatching(/mail3\.lab\.example {2}follower {2}follower\.verify +✓/),
       ]);
