@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { labFault, labStatus, loadLab, sshExec } from './lab.js';
 import type { Lab } from './lab.js';
 import { labSkip, withLab } from './harness.js';
+import { sshTerminal } from './support/terminal.js';
 
 const skip = labSkip();
 
@@ -41,8 +42,9 @@ async function rejoin(lab: Lab, node: string, bind: string): Promise<{ code: num
     'systemctl stop service-discover && rm -f /etc/zextras/service-discover/config.json /etc/zextras/service-discover/main.json /var/lib/service-discover/*.pem',
   );
   expect(wipe.code, wipe.stderr).toBe(0);
-  const r = await sshExec(lab, node, `service-discover setup ${bind} --password="$(cat)"`, { stdin: secret });
-  return { code: r.code, out: r.stdout + r.stderr };
+  // At a terminal (`ssh -tt`), as setup needs one; the lab's own secret on the command line, as the seeds type it.
+  const r = await sshTerminal(lab, node, `service-discover setup ${bind} --password='${secret.trim()}'`);
+  return { code: r.code ?? -1, out: r.out.trim() };
 }
 
 describe.skipIf(skip)('lab faults on a mesh (1 server, 2 agents)', { timeout: 120_000 }, () => {

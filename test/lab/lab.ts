@@ -1153,6 +1153,8 @@ export async function labFault(dir: string, fault: LabFault): Promise<string> {
           },
           (state) => {
             state.preferredLeader = n.name;
+            // As a leadership transfer does: the leader steps down and the named server, as up to date as it, stands first.
+            for (const node of Object.values(state.nodes)) if (node.raft) node.raft.leader = false;
           },
         );
       }

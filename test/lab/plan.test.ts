@@ -89,8 +89,8 @@ describe.skipIf(skip)('regen plan on a lab (1 server, 2 agents)', () => {
     try {
       const down = regen(lab, ['plan', '-i', lab.inventory]);
       expect(down.code).toBe(10);
-      expect(down.stdout).toContain(`mail1.lab.example (leader, mesh server, current, bind ${lab.nodes[0]?.ip}): backup → `);
-      expect(down.stdout).toContain(`mail2.lab.example (agent, current, bind ${lab.nodes[1]?.ip}): backup → `);
+      expect(down.stdout).toContain(`mail1.lab.example (leader, mesh server, current, service-discover 0.7.2 (setup-wizard), bind ${lab.nodes[0]?.ip}): backup → `);
+      expect(down.stdout).toContain(`mail2.lab.example (agent, current, service-discover 0.7.2 (setup-wizard), bind ${lab.nodes[1]?.ip}): backup → `);
       expect(down.stdout).toMatch(/problems \(regen start refuses until they are fixed\):\n {2}✗ mail3\.lab\.example: cannot reach .*\(not planned\)\n {4}next: .*sshd/);
       expect(down.stderr).toContain('the plan found 1 problem(s)');
     } finally {

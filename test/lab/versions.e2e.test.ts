@@ -35,7 +35,7 @@ describe.skipIf(skip !== null)('regen on each modelled release', { timeout: 240_
       const h = withLab({ nodes: 3, servers: 1, profile: v.profile, sdVersion: v.sdVersion, losePassword: true });
       it('plans each node with its release and the wizard, wipes main.json (the release has the check), recovers', async () => {
         const lab = h.lab;
-        const plan = regenSync(['plan', '-i', lab.inventory, ...labArgs(lab)]);
+        const plan = regenSync(['plan', '--verbose', '-i', lab.inventory, ...labArgs(lab)]);
         expect(plan.code, plan.stderr).toBe(0);
         for (const n of lab.nodes) expect(plan.stdout).toMatch(new RegExp(`${n.name.replaceAll('.', '\\.')} .*profile ${v.profile}  service-discover ${v.sdVersion.replaceAll('.', '\\.')} \\(setup-wizard\\)`));
         expect(plan.stdout).toMatch(/leader\.wipe +rm -f \/etc\/zextras\/service-discover\/config\.json \/etc\/zextras\/service-discover\/main\.json/);
