@@ -78,6 +78,8 @@ export class ClusterLock {
   #holder: LockHolder | null = null;
   #taken: string[] = [];
   #timer: NodeJS.Timeout | null = null;
+  /** The heartbeat in flight, if any: a release waits for it, so the two never cross on a node. */
+  #beating: Promise<void> | null = null;
   #lost: RegenError | null = null;
 
   constructor(port: NodePort, nodes: string[], now: () => number = Date.now) {
@@ -123,7 +125,12 @@ export class ClusterLock {
       }
       throw err;
     }
-    this.#timer = setInterval(() => void this.#beat(), opts.heartbeatMs ?? HEARTBEAT_MS);
+    this.#timer = setInterval(() => {
+      if (this.#beating !== null) return;
+      this.#beating = this.#beat().finally(() => {
+        this.#beating = null;
+      });
+    }, opts.heartbeatMs ?? HEARTBEAT_MS);
     this.#timer.unref();
   }
 
@@ -169,6 +176,7 @@ export class ClusterLock {
   async release(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = null;
+    if (this.#beating !== null) await this.#beating;
     const taken = this.#taken;
     this.#taken = [];
     await Promise.allSettled(taken.map((n) => this.#port.lockRemove(n, this.token)));

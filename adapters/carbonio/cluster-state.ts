@@ -29,6 +29,9 @@ function runId(r: string): string {
 }
 
 const ENSURE_DIR = `mkdir -p ${REGEN_STATE_DIR} && chmod 700 ${REGEN_STATE_DIR} || exit 70`;
+// Take, update and release of the lock run one at a time on a node (flock on a file beside the lock): a heartbeat
+// that passed its token check can never write into a lock being released or taken over by another process.
+const MUTEX = `exec 9>>${REGEN_STATE_DIR}/lock.mutex && flock -w 20 9 || { echo 'regen: the lock mutex stayed busy' >&2; exit 72; }`;
 // `read` is the shell's own: no process is started for it (a mirror write runs before every remote effect).
 const CURRENT_TOKEN = `cur=; { read -r cur < ${LOCK_DIR}/token; } 2>/dev/null`;
 
@@ -36,6 +39,7 @@ export function lockTake(t: string): string {
   return script(
     ENSURE_DIR,
     'H=$(cat)',
+    MUTEX,
     `if mkdir ${LOCK_DIR} 2>/dev/null; then`,
     `  printf '%s\\n' ${token(t)} > ${LOCK_DIR}/token && printf '%s\\n' "$H" > ${LOCK_DIR}/holder.tmp && mv -f ${LOCK_DIR}/holder.tmp ${LOCK_DIR}/holder || exit 71`,
     `  echo regen:taken; exit 0`,
@@ -47,9 +51,11 @@ export function lockTake(t: string): string {
 
 export function lockUpdate(expect: string, t: string): string {
   return script(
+    'H=$(cat)',
+    `[ -d ${LOCK_DIR} ] || { echo regen:mismatch; exit 0; }`,
+    MUTEX,
     CURRENT_TOKEN,
     `[ -d ${LOCK_DIR} ] && [ "$cur" = ${token(expect)} ] || { echo regen:mismatch; exit 0; }`,
-    'H=$(cat)',
     `printf '%s\\n' "$H" > ${LOCK_DIR}/holder.tmp && mv -f ${LOCK_DIR}/holder.tmp ${LOCK_DIR}/holder || exit 71`,
     `printf '%s\\n' ${token(t)} > ${LOCK_DIR}/token.tmp && mv -f ${LOCK_DIR}/token.tmp ${LOCK_DIR}/token || exit 71`,
     'echo regen:updated',
@@ -58,10 +64,13 @@ export function lockUpdate(expect: string, t: string): string {
 
 export function lockRemove(expect: string): string {
   return script(
+    `[ -d ${LOCK_DIR} ] || { echo regen:absent; exit 0; }`,
+    MUTEX,
     CURRENT_TOKEN,
     `[ -d ${LOCK_DIR} ] || { echo regen:absent; exit 0; }`,
     `[ "$cur" = ${token(expect)} ] || { echo regen:mismatch; exit 0; }`,
-    `rm -rf ${LOCK_DIR} || exit 71`,
+    // Renamed first, so the lock is gone in one step even if the removal of its files is cut short.
+    `mv ${LOCK_DIR} ${LOCK_DIR}.released.$$ && rm -rf ${LOCK_DIR}.released.$$ || exit 71`,
     'echo regen:removed',
   );
 }

@@ -235,6 +235,23 @@ describe.skipIf(skip)('carbonio port on a lab (1 server, 1 agent, current profil
     }
   });
 
+  it('the lock scripts run one at a time on a node: of two takeovers of one lock exactly one wins, and a heartbeat racing a release never leaves a lock behind', async () => {
+    const p = port();
+    const node = server().name;
+    const holder = (tok: string): string => JSON.stringify({ format: 'regen-lock', runId: 'race', token: tok, heartbeatAt: Date.now() });
+    for (let round = 0; round < 8; round++) {
+      const first = `first-${round}`;
+      expect((await p.lockTake(node, first, holder(first))).taken).toBe(true);
+      // Two processes take over from the same holder at once: the second must find the token already changed.
+      const won = await Promise.all(['a', 'b'].map((who) => p.lockUpdate(node, first, `${who}-${round}`, holder(`${who}-${round}`))));
+      expect(won.filter(Boolean)).toHaveLength(1);
+      const winner = won[0] ? `a-${round}` : `b-${round}`;
+      // The winner's heartbeat and its release cross: whatever order they run in, no lock is left.
+      await Promise.all([p.lockUpdate(node, winner, winner, holder(winner)), p.lockRemove(node, winner)]);
+      expect((await p.regenTraces(node)).lock).toBeNull();
+    }
+  });
+
   // Cleanup, not a test: it asserts nothing, so it is not one.
   afterAll(async () => {
     await port().close();

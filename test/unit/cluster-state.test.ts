@@ -171,6 +171,43 @@ describe('cluster lock and run mirror (fake cluster)', () => {
     for (const n of nodes) expect(h.cluster.node(n).exists('/var/lib/regen/lock/token')).toBe(false);
   });
 
+  it('a release waits for the heartbeat in flight: the two never cross on a node, and the lock is gone after', async () => {
+    const hh = harness({ servers: 1, agents: 1 });
+    h = hh;
+    const nodes = [...hh.cluster.nodes];
+    const calls: string[] = [];
+    const held: Array<() => void> = [];
+    const gate = { started: (): void => undefined };
+    const beatStarted = new Promise<void>((resolve) => (gate.started = resolve));
+    const port: NodePort = {
+      ...hh.cluster.port,
+      lockUpdate: async (node, expect, t, holder) => {
+        calls.push(`update ${node} start`);
+        gate.started();
+        await new Promise<void>((go) => held.push(go));
+        const r = await hh.cluster.port.lockUpdate(node, expect, t, holder);
+        calls.push(`update ${node} end`);
+        return r;
+      },
+      lockRemove: async (node, expect) => {
+        calls.push(`remove ${node}`);
+        return hh.cluster.port.lockRemove(node, expect);
+      },
+    };
+    const lock = new ClusterLock(port, nodes);
+    await lock.acquire('run-a', 'lab', { takeOver: false, heartbeatMs: 5 });
+    await beatStarted;
+    const released = lock.release();
+    await new Promise((r) => setTimeout(r, 30));
+    // While the heartbeat is held open, nothing was removed.
+    expect(calls.filter((c) => c.startsWith('remove'))).toEqual([]);
+    for (const go of held) go();
+    await released;
+    const firstRemove = calls.findIndex((c) => c.startsWith('remove'));
+    expect(firstRemove).toBeGreaterThan(calls.map((c) => c.endsWith(' end')).lastIndexOf(true));
+    for (const n of nodes) expect(hh.cluster.node(n).exists('/var/lib/regen/lock/token')).toBe(false);
+  });
+
   it("a transition's write waits for an effect to carry it, and a second transition writes at once", async () => {
     const store = openStore(':memory:');
     vi.useFakeTimers();
