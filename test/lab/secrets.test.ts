@@ -85,7 +85,8 @@ describe.skipIf(skip !== null)('secrets never leak', { timeout: 300_000 }, () =>
     const failed = await run([...startArgs(lab, s2.file, ['--max-unit-rounds', '1'], db), '--json']);
     expect(failed.code, failed.stderr).toBe(4);
     keepDbFiles();
-    expect((await run([...resumeArgs(lab, null, [], db), '--json'])).code).toBe(0);
+    const resumedAfterFailure = await run([...resumeArgs(lab, null, [], db), '--json']);
+    expect(resumedAfterFailure.code, resumedAfterFailure.stderr).toBe(0);
     await learn('run 2', s2.secret);
 
     // 3. A run killed while the leader's setup runs (the WAL is left as the kill found it), then resumed.
