@@ -31,7 +31,10 @@ function runId(r: string): string {
 const ENSURE_DIR = `mkdir -p ${REGEN_STATE_DIR} && chmod 700 ${REGEN_STATE_DIR} || exit 70`;
 // Take, update and release of the lock run one at a time on a node (flock on a file beside the lock): a heartbeat
 // that passed its token check can never write into a lock being released or taken over by another process.
-const MUTEX = `exec 9>>${REGEN_STATE_DIR}/lock.mutex && flock -w 20 9 || { echo 'regen: the lock mutex stayed busy' >&2; exit 72; }`;
+const MUTEX = [
+  `command -v flock >/dev/null 2>&1 || { echo 'regen: flock (util-linux) is missing on this node' >&2; exit 73; }`,
+  `exec 9>>${REGEN_STATE_DIR}/lock.mutex && flock -w 20 9 || { echo 'regen: the lock mutex stayed busy for 20 s' >&2; exit 72; }`,
+].join('\n');
 // `read` is the shell's own: no process is started for it (a mirror write runs before every remote effect).
 const CURRENT_TOKEN = `cur=; { read -r cur < ${LOCK_DIR}/token; } 2>/dev/null`;
 

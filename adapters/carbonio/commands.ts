@@ -49,6 +49,7 @@ export const INSPECTED_TOOLS = [
   'jq',
   'wget',
   'curl',
+  'flock',
 ] as const;
 
 // Over `sudo -n` PATH is sudo's secure_path, over a root login it is sshd's default; both may miss the sbin

@@ -114,7 +114,8 @@ export function parseInspect(output: string, node: string): NodeFacts {
   }
   const has = (t: string): boolean => (tools.get(t) ?? '').trim() !== '';
   const missingTools: string[] = [];
-  for (const t of ['service-discover', 'consul', 'gpg', 'tar', 'systemctl']) if (!has(t)) missingTools.push(t);
+  // flock serialises regen's own lock on the node (cluster-state.ts).
+  for (const t of ['service-discover', 'consul', 'gpg', 'tar', 'systemctl', 'flock']) if (!has(t)) missingTools.push(t);
   if (!has('sudo') && !has('runuser')) missingTools.push('sudo|runuser');
   if (!has('wget') && !has('curl')) missingTools.push('wget|curl');
 

@@ -199,6 +199,7 @@ function inspectText(over: Record<string, string | null> = {}, extra: string[] =
     'tool.jq': '/usr/bin/jq',
     'tool.wget': '/usr/bin/wget',
     'tool.curl': '',
+    'tool.flock': '/usr/bin/flock',
     service: 'active',
     main_json: '1',
     config_json: '1',
@@ -271,6 +272,7 @@ describe('parseInspect', () => {
         'tool.sudo': '',
         'tool.runuser': '',
         'tool.wget': '',
+        'tool.flock': '',
       }),
       'old',
     );
@@ -280,7 +282,7 @@ describe('parseInspect', () => {
     expect(f.credentialsSha256).toBeNull();
     expect(f.configuredBindAddress).toBeNull();
     expect(f.consulVersion).toBeNull();
-    expect(f.missingTools).toEqual(['consul', 'sudo|runuser', 'wget|curl']);
+    expect(f.missingTools).toEqual(['consul', 'flock', 'sudo|runuser', 'wget|curl']);
   });
 
   it('reads profile none as null and falls back to the short name for the FQDN', () => {
