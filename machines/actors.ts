@@ -248,6 +248,6 @@ export function makeActors(base: steps.StepDeps, hooks: ActorHooks = {}): typeof
       await compareCatalogAfter(d, input.leader);
       return null;
     }),
-    revokeOldTokens: fromPromise(({ input, signal }) => revokeOldTokens(boundTo(base, signal), input.leader)),
+    revokeOldTokens: fromPromise(({ input, signal }) => revokeOldTokens(boundTo(base, signal), input.leader, input.nodes)),
   };
 }
