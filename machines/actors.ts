@@ -12,6 +12,7 @@ import { actorTypes } from './recovery.js';
 import { isolateOtherServers, revokeOldTokens } from './mesh-steps.js';
 import * as steps from './steps.js';
 import { refuseReusedSecret } from './secret-reuse.js';
+import { refuseLeaderWithoutPeersInfo } from './raft-sentinel.js';
 
 export interface ActorHooks {
   /** A follower chain settled (for progress views). */
@@ -149,6 +150,7 @@ async function leaderCheckActor(d: steps.StepDeps, input: In<'leaderCheck'>) {
       ...(input.inventory.directoryServer === undefined ? {} : { directoryServer: input.inventory.directoryServer }),
     });
     await refuseReusedSecret(d, choice.leader, input.reuseSecret === true);
+    await refuseLeaderWithoutPeersInfo(d.port, choice.leader, choice.kinds);
     return choice;
 }
 
@@ -248,6 +250,6 @@ export function makeActors(base: steps.StepDeps, hooks: ActorHooks = {}): typeof
       await compareCatalogAfter(d, input.leader);
       return null;
     }),
-    revokeOldTokens: fromPromise(({ input, signal }) => revokeOldTokens(boundTo(base, signal), input.leader)),
+    revokeOldTokens: fromPromise(({ input, signal }) => revokeOldTokens(boundTo(base, signal), input.leader, input.nodes)),
   };
 }

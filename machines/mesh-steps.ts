@@ -14,6 +14,7 @@
 import { STEPS } from './catalogue.js';
 import { durableStep } from './durable.js';
 import { NeedsOperatorError } from './errors.js';
+import { revokeReplacedNodeTokens, type NodeTokenEntry } from './node-tokens.js';
 import type { Secret } from './secret.js';
 import type { PlannedNode } from './plan.js';
 import type { StepDeps } from './steps.js';
@@ -69,17 +70,19 @@ export interface HardenReport {
   /** AccessorID of the new bootstrap token, the one kept. */
   kept: string;
   revoked: string[];
-  /** Old `server-*` / `agent-*` tokens (created before the new bootstrap), listed for the operator. */
-  oldNodeTokens: Array<{ accessorId: string; description: string; policies: string[] }>;
+  /** Old `server-*` / `agent-*` tokens replaced by the re-setup of a node of this run, revoked (node-tokens.ts). */
+  revokedNodeTokens: string[];
+  /** Other old `server-*` / `agent-*` tokens (created before the new bootstrap), listed for the operator. */
+  oldNodeTokens: NodeTokenEntry[];
 }
 
 /**
  * `--revoke-old-tokens`: keeps exactly the token whose AccessorID is in the new credentials (read on the leader
  * with `consul acl token read -self`, the token this very call uses, so it is never deleted) and revokes the older
- * management tokens. A management token created after the new one stops the run for the operator, named: it is
- * never kept silently and never deleted unasked.
+ * management tokens, then the node tokens the re-setups replaced (node-tokens.ts). A management token created after
+ * the new one stops the run for the operator, named: it is never kept silently and never deleted unasked.
  */
-export async function revokeOldTokens(d: StepDeps, leader: PlannedNode): Promise<HardenReport> {
+export async function revokeOldTokens(d: StepDeps, leader: PlannedNode, nodes: readonly PlannedNode[]): Promise<HardenReport> {
   const secret = await d.secret();
   const keep = await d.port.selfAccessor(leader.name, secret);
   const tokens = await d.port.listTokens(leader.name, secret);
@@ -113,17 +116,11 @@ export async function revokeOldTokens(d: StepDeps, leader: PlannedNode): Promise
     });
     revoked.push(t.accessorId);
   }
-  // Listed in the journal (`regen log`), not revoked: an AccessorID is not secret.
-  const oldNodeTokens = await durableStep<HardenReport['oldNodeTokens']>(d.journal, {
-    step: STEPS.nodeTokens.name,
-    node: leader.name,
-    probe: async () => ({ state: 'not-done' }),
-    apply: async () =>
-      tokens
-        .filter((t) => t.createIndex < kept.createIndex && t.policies.some((p) => /^(server|agent)-/.test(p)))
-        .map((t) => ({ accessorId: t.accessorId, description: t.description, policies: t.policies })),
-  });
-  return { kept: keep, revoked, oldNodeTokens };
+  // The node tokens the re-setups replaced go too; any other old node token is listed in the journal (`regen
+  // log`): an AccessorID is not secret.
+  const nodeTokens = await revokeReplacedNodeTokens(d, leader, nodes, secret, kept);
+  const oldNodeTokens = nodeTokens.listed;
+  return { kept: keep, revoked, revokedNodeTokens: nodeTokens.revoked, oldNodeTokens };
 }
 
 /** The leader's CA fingerprint, as the leader itself shows it (the reference every node's CA must equal). */

@@ -213,6 +213,11 @@ export interface NodePort {
   writeRaftRecovery(node: string, bindAddress: string): Promise<void>;
   /** Probe: the peers.json content's addresses, or null when there is no such file. */
   probeRaftRecovery(node: string): Promise<string[] | null>;
+  /**
+   * Read-only: whether <data_dir>/raft/peers.info exists. Consul reads peers.json only where it does; where it is
+   * missing, Consul writes it and deletes peers.json unread (agent/consul/server.go setupRaft).
+   */
+  probePeersInfo(node: string): Promise<boolean>;
 
   /**
    * Move a stopped mesh server's data/raft into the run's backup directory, so that it joins the new leader as a
@@ -300,6 +305,7 @@ export const SD_HOME = '/var/lib/service-discover';
 export const SD_DATA_DIR = '/var/lib/service-discover/data';
 export const RESET_FILE = `${SD_DATA_DIR}/acl-bootstrap-reset`;
 export const PEERS_FILE = `${SD_DATA_DIR}/raft/peers.json`;
+export const PEERS_INFO_FILE = `${SD_DATA_DIR}/raft/peers.info`;
 export const NODE_ID_FILE = `${SD_DATA_DIR}/node-id`;
 /** A server's raft state (term, configuration, log). */
 export const RAFT_DIR = `${SD_DATA_DIR}/raft`;

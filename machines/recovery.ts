@@ -83,7 +83,7 @@ export const actorTypes = {
     'setUpFollowers',
   ),
   finalVerify: slot<null, { leader: PlannedNode; nodes: PlannedNode[]; credentialsSha256: string }>('finalVerify'),
-  revokeOldTokens: slot<{ revoked: string[] }, { leader: PlannedNode }>('revokeOldTokens'),
+  revokeOldTokens: slot<{ revoked: string[] }, { leader: PlannedNode; nodes: PlannedNode[] }>('revokeOldTokens'),
 };
 
 type ErrorEvent = { error: unknown };
@@ -346,7 +346,7 @@ export const recoveryMachine = setup({
       invoke: {
         id: 'revokeOldTokens',
         src: 'revokeOldTokens',
-        input: ({ context }) => ({ leader: leaderOf(context) }),
+        input: ({ context }) => ({ leader: leaderOf(context), nodes: context.nodes }),
         onDone: 'done',
         onError: onStepError(STEPS.revoke.state),
       },

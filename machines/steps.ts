@@ -11,6 +11,7 @@ import { CommandFailedError, NeedsOperatorError, RegenError, StaleResetIndexErro
 import type { BackupManifest, MeshKind, NodePort, Member } from './port.js';
 import { leaderCaSha256, whyNotBack } from './mesh-steps.js';
 import type { PlannedNode } from './plan.js';
+import { requirePeersInfo } from './raft-sentinel.js';
 
 export { STEP_NAMES, type StepName } from './catalogue.js';
 
@@ -176,6 +177,7 @@ export async function writeRaftRecovery(d: StepDeps, leader: PlannedNode, round:
       return peers !== null && peers.length === 1 && peers[0] === want ? { state: 'done', result: null } : { state: 'not-done' };
     },
     apply: async () => {
+      await requirePeersInfo(d.port, leader);
       await d.port.writeRaftRecovery(leader.name, leader.bindAddress);
       return null;
     },

@@ -16,6 +16,7 @@ import {
   PASSWORD_FILE,
   RESET_FILE,
   PEERS_FILE,
+  PEERS_INFO_FILE,
   NODE_ID_FILE,
   RAFT_DIR,
   SERF_KEYRINGS,
@@ -332,6 +333,11 @@ export function readResetIndex(): string {
 /** Prints the raft recovery file behind a marker, or `regen:absent`. */
 export function probeRaftRecovery(): string {
   return script(`if [ -f ${PEERS_FILE} ]; then echo 'regen:present'; cat ${PEERS_FILE}; else echo 'regen:absent'; fi`);
+}
+
+/** `regen:present` when Consul's peers.info sentinel is in the raft directory, else `regen:absent`. */
+export function probePeersInfo(): string {
+  return script(`if [ -e ${PEERS_INFO_FILE} ]; then echo 'regen:present'; else echo 'regen:absent'; fi`);
 }
 
 /** Prints the reset file behind a marker, or `regen:absent`. */

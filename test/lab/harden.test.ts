@@ -26,6 +26,19 @@ async function managementTokens(lab: Lab, token: string): Promise<string[]> {
   return r.stdout.split('\n').filter((l) => l.trim());
 }
 
+/** The `server-*` / `agent-*` tokens as `POLICY INDEX`, listed with `token`. */
+async function nodeTokens(lab: Lab, token: string): Promise<Array<{ policy: string; index: number }>> {
+  const r = await sshExec(lab, lab.leader, `CONSUL_HTTP_TOKEN="$(cat)" consul acl token list -format=json | jq -r '.[] | select(any(.Policies[]?; .Name | test("^(server|agent)-"))) | "\\(.Policies[0].Name) \\(.CreateIndex)"'`, {
+    stdin: token,
+  });
+  if (r.code !== 0) throw new Error(`token list failed: ${r.stderr}`);
+  return r.stdout
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => ({ policy: l.split(' ')[0] ?? '', index: Number(l.split(' ')[1]) }))
+    .sort((a, b) => a.policy.localeCompare(b.policy) || a.index - b.index);
+}
+
 describe.skipIf(skip !== null)('--revoke-old-tokens', { timeout: 300_000 }, () => {
   const h = withLab({ nodes: 3, servers: 1, profile: 'current', losePassword: true });
 
@@ -41,6 +54,10 @@ describe.skipIf(skip !== null)('--revoke-old-tokens', { timeout: 300_000 }, () =
     const t1 = (await credentialSecrets(lab, lab.leader, s1.secret)).token;
     expect((await membersWith(lab, old)).members).toBe(3);
     expect((await managementTokens(lab, t1)).length).toBeGreaterThanOrEqual(2);
+    // service-discover's setup makes a new node token and keeps the old one: two per node now.
+    const nodes1 = await nodeTokens(lab, t1);
+    expect(nodes1).toHaveLength(6);
+    expect(new Set(nodes1.map((t) => t.policy)).size).toBe(3);
 
     // With --revoke-old-tokens: only the newest management token is left.
     const before = await snapshotFiles(lab);
@@ -56,6 +73,12 @@ describe.skipIf(skip !== null)('--revoke-old-tokens', { timeout: 300_000 }, () =
       expect(m.members, 'a revoked token still lists members').toBe(0);
     }
     expect((await membersWith(lab, t2)).members).toBe(3);
+    // The node tokens the two runs' setups replaced are gone: one per node, made by this run's setups.
+    const nodes2 = await nodeTokens(lab, t2);
+    expect(nodes2.map((t) => t.policy)).toEqual([...new Set(nodes1.map((t) => t.policy))]);
+    expect(nodes2.every((t) => !nodes1.some((o) => o.index === t.index))).toBe(true);
+    const nodeRevoked = r2.events.filter((e) => e.type === 'step.finished' && e.step === 'harden.node-tokens' && e['outcome'] === 'done');
+    expect(nodeRevoked.length).toBe(6 + 1);
     const revoked = r2.events.filter((e) => e.type === 'step.finished' && e.step === 'harden.revoke' && e['outcome'] === 'done');
     expect(revoked.length).toBeGreaterThanOrEqual(2);
     expect((await checkHealth(lab, db, s2.secret, before)).problems).toEqual([]);

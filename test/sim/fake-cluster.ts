@@ -40,6 +40,7 @@ import {
   NODE_ID,
   PASSWORD_FILE,
   PEERS_JSON,
+  PEERS_INFO,
   RESET_FILE,
   SD_CONFIG_DIR,
   SD_DATA_DIR,
@@ -729,6 +730,8 @@ export function createFakeCluster(opts: FakeClusterOptions = {}): FakeCluster {
         if (raw === null) return null;
         return (JSON.parse(raw.toString('utf8')) as Array<{ address: string }>).map((e) => e.address);
       }),
+
+    probePeersInfo: (node) => call(node, 'probePeersInfo', () => fsOf(node).exists(PEERS_INFO)),
 
     moveRaftAside: (node, runId) =>
       call(node, 'moveRaftAside', () => {

@@ -35,6 +35,8 @@ export const CA_KEY = `${SD_HOME}/consul-agent-ca-key.pem`;
 export const PEERS_JSON = `${SD_DATA_DIR}/raft/peers.json`;
 /** What stands for a server's raft store on disk: without it the server starts with fresh raft state. */
 export const RAFT_DB = `${SD_DATA_DIR}/raft/raft.db`;
+/** Consul's sentinel beside peers.json (agent/consul/server.go setupRaft): only where it exists is peers.json read. */
+export const PEERS_INFO = `${SD_DATA_DIR}/raft/peers.info`;
 /** Consul keeps its node id in the data directory from its first start on. */
 export const NODE_ID = `${SD_DATA_DIR}/node-id`;
 export const SD_USER = 'service-discover';
@@ -589,7 +591,12 @@ export function startAgent(w: World, node: string): void {
   }
   // Raft starts every server as a follower (raft.go runFollower): leadership is won again, after the election delay.
   if (server && rt.raft !== undefined) rt.raft.leader = false;
-  if (server && fs.exists(PEERS_JSON)) {
+  if (server && !fs.exists(PEERS_INFO)) {
+    // Consul writes the sentinel where it is missing and deletes any peers.json beside it, unread ("deleted
+    // peers.json file (see peers.info for details)"): the recovery is silently skipped, the old configuration stays.
+    fs.write(PEERS_INFO, PEERS_INFO_TEXT, { owner: SD_USER, group: SD_USER, mode: 0o755 });
+    fs.remove(PEERS_JSON);
+  } else if (server && fs.exists(PEERS_JSON)) {
     rt.raftPeers = peersFromRecoveryFile(w, fs.read(PEERS_JSON) ?? Buffer.alloc(0));
     recoverFromPeers((rt.raft ??= emptyRaft()), rt.raftPeers);
     fs.remove(PEERS_JSON);
@@ -625,6 +632,9 @@ function joinRaft(w: World, node: string): void {
     settleRaft(w);
   }
 }
+
+// The sentinel's text is Consul's help on peers.json; only its existence matters (os.Stat). Abridged here.
+const PEERS_INFO_TEXT = 'As of Consul 0.7.0, the peers.json file is only used for recovery after an outage.\n';
 
 function peersFromRecoveryFile(w: World, raw: Buffer): string[] {
   let entries: unknown;

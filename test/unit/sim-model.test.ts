@@ -16,6 +16,7 @@ import {
   LOCALCONFIG,
   MAIN_JSON,
   PASSWORD_FILE,
+  PEERS_INFO,
   PEERS_JSON,
   RESET_FILE,
   SD_HOME,
@@ -436,6 +437,27 @@ describe('leadership', () => {
     startAgent(c.world, S1);
     expect(c.state.nodes[S1]?.raftPeers).toEqual([S1]);
     expect(c.node(S1).exists(PEERS_JSON)).toBe(false);
+    expect(currentLeader(c.world)).toBe(S1);
+  });
+
+  test('peers.json beside a raft dir without peers.info is deleted unread: the sentinel is written, the old configuration stays', () => {
+    const c = createFakeCluster({ servers: 3, seed: 'l4-info' });
+    for (const s of [S1, S2, S3]) stopAgent(c.world, s);
+    expect(c.node(S1).exists(PEERS_INFO)).toBe(true);
+    c.node(S1).fs.remove(PEERS_INFO);
+    const id = c.world.fs(S1).read(NODE_ID)?.toString('utf8').trim();
+    c.world.fs(S1).write(PEERS_JSON, JSON.stringify([{ id, address: `${ip(c, S1)}:8300`, non_voter: false }]), {});
+    startAgent(c.world, S1);
+    expect(c.node(S1).exists(PEERS_JSON)).toBe(false);
+    expect(c.node(S1).exists(PEERS_INFO)).toBe(true);
+    expect(c.state.nodes[S1]?.raftPeers).toEqual([S1, S2, S3]);
+    // Alone with a configuration of three, it cannot win an election.
+    expect(currentLeader(c.world)).toBe(null);
+    // The next start, with the sentinel there, reads a peers.json again.
+    stopAgent(c.world, S1);
+    c.world.fs(S1).write(PEERS_JSON, JSON.stringify([{ id, address: `${ip(c, S1)}:8300`, non_voter: false }]), {});
+    startAgent(c.world, S1);
+    expect(c.state.nodes[S1]?.raftPeers).toEqual([S1]);
     expect(currentLeader(c.world)).toBe(S1);
   });
 });
