@@ -23,6 +23,7 @@ import type { ExecOptions, ExecResult, Remote } from '../ssh/remote.js';
 import * as cmd from './commands.js';
 import { parseCatalog } from './catalog-parse.js';
 import { clusterStateMethods } from './cluster-state.js';
+import { rpcHoldMethods } from './rpc-hold.js';
 import { setupOnTerminalCommand, setupOnTerminalSteps, setupWizardCommand, setupWizardSteps } from './setup-dialog.js';
 import {
   parseBackup,
@@ -453,6 +454,7 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
 
     // regen's lock and run mirrors on the node (cluster-state.ts)
     ...clusterStateMethods(run),
+    ...rpcHoldMethods(run),
 
     async close(): Promise<void> {
       const all = [...open.values()];
