@@ -9,13 +9,14 @@
  */
 import { setupWizardCommand, setupWizardSummary } from '../adapters/carbonio/setup-dialog.js';
 import * as cmd from '../adapters/carbonio/commands.js';
+import * as rpcHold from '../adapters/carbonio/rpc-hold.js';
 import { sanitizeDeep } from '../adapters/terminal/sanitize.js';
 import { shq } from '../adapters/carbonio/shell.js';
 import { pool } from '../machines/actors.js';
 import { CATALOGUE, applies, stepsForRole, type CatalogueEntry, type RunShape, type StepKey } from '../machines/catalogue.js';
 import { toErrorRecord, type ErrorKind, type ErrorRecord } from '../machines/errors.js';
 import { planNodes, type PlannedNode, type Warning } from '../machines/plan.js';
-import { BACKUP_ROOT, CONFIG_JSON, CREDENTIALS_FILE, MAIN_JSON, PASSWORD_FILE, RESET_FILE, SD_HOME, type Inventory, type NodeFacts, type NodePort, type Profile } from '../machines/port.js';
+import { BACKUP_ROOT, CONFIG_JSON, CREDENTIALS_FILE, MAIN_JSON, PASSWORD_FILE, RESET_FILE, RPC_HOLD_FILE, RPC_HOLD_TEXT, SD_HOME, type Inventory, type NodeFacts, type NodePort, type Profile } from '../machines/port.js';
 import type { RegenContext, RunOptions } from '../machines/recovery.js';
 import { startRun } from '../machines/runner.js';
 import type { Store } from '../store/types.js';
@@ -101,11 +102,19 @@ const STEP_VIEWS: Record<Exclude<StepKey, 'finalVerify' | 'catalogAfter' | 'revo
     command: `write ${SD_HOME}/data/raft/peers.json naming this server alone (Consul outage recovery, as service-discover)`,
     scripts: [onNode(cmd.writeRaftRecovery(n.bindAddress))],
   }),
+  rpcHold: ({ onNode }) => ({
+    command: `write ${RPC_HOLD_FILE}: ${RPC_HOLD_TEXT.trim()}   (service-discover, 0600; for the setup's start only)`,
+    scripts: [onNode(rpcHold.writeRpcHold())],
+  }),
   leaderSetup: ({ n, onNode }) => ({
     command: setupWizardSummary(true, n.bindAddress),
     scripts: [onNode(setupWizardCommand(true), `on a terminal: ${n.bindAddress}, then ${SECRET_STDIN}, twice`)],
   }),
   leaderVerify: ({ onNode }) => ({ command: 'consul members   (token decrypted on the node from the new credentials)', scripts: [onNode(cmd.members(), SECRET_STDIN)] }),
+  rpcHoldRemove: ({ onNode }) => ({
+    command: `rm -f ${RPC_HOLD_FILE}   (consul is not restarted: the raised hold ends with the process the setup started)`,
+    scripts: [onNode(rpcHold.removeRpcHold())],
+  }),
   copyCredentials: ({ leader, onNode }) => ({
     command: `${leader}:${CREDENTIALS_FILE} → this node (sha256 checked)`,
     scripts: [{ node: leader, script: cmd.readCredentials() }, onNode(cmd.writeCredentials(SHA_PLACEHOLDER), 'the leader\'s new cluster-credentials.tar.gpg')],

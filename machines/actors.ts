@@ -10,6 +10,7 @@ import type { NodeFacts } from './port.js';
 import { chooseLeader, planNodes, type PlannedNode } from './plan.js';
 import { actorTypes } from './recovery.js';
 import { isolateOtherServers, revokeOldTokens } from './mesh-steps.js';
+import { removeRpcHold, writeRpcHold } from './rpc-hold.js';
 import * as steps from './steps.js';
 import { refuseReusedSecret } from './secret-reuse.js';
 import { refuseLeaderWithoutPeersInfo } from './raft-sentinel.js';
@@ -235,10 +236,18 @@ export function makeActors(base: steps.StepDeps, hooks: ActorHooks = {}): typeof
       await steps.writeRaftRecovery(d, input.leader, input.round);
       return null;
     }),
+    writeRpcHold: fromPromise(async ({ input, signal }) => {
+      await writeRpcHold(boundTo(base, signal), input.leader, input.round);
+      return null;
+    }),
     setupLeader: fromPromise(({ input, signal }) => steps.setupLeader(boundTo(base, signal), input.leader, input.round)),
     verifyLeader: fromPromise(async ({ input, signal }) => {
       const d = boundTo(base, signal);
       await steps.verifyMember(d, input.leader, input.leader, STEPS.leaderVerify.name, input.round);
+      return null;
+    }),
+    removeRpcHold: fromPromise(async ({ input, signal }) => {
+      await removeRpcHold(boundTo(base, signal), input.leader, input.round);
       return null;
     }),
 

@@ -7,7 +7,7 @@
  * Adding a step is one entry here (in its place in its chain), its function in steps.ts, and its command.
  * The order of the entries is the order of the procedure.
  */
-import type { NodePort } from './port.js';
+import { RPC_HOLD_FILE, RPC_HOLD_TEXT, RPC_HOLD_TIMEOUT, type NodePort } from './port.js';
 
 /**
  * Which nodes run a step: every node (before any change), the whole mesh as the leader's agent shows it (with the
@@ -165,6 +165,19 @@ export const STEPS = {
     when: 'several-servers',
     program: null,
   },
+  rpcHold: {
+    name: 'leader.rpc-hold',
+    chain: 'leader',
+    state: 'leader.rpcHold',
+    effect: ['writeRpcHold'],
+    probe: ['probeRpcHold'],
+    column: 'rpc-hold',
+    short: 'rpc-hold',
+    command: `write ${RPC_HOLD_FILE}`,
+    changes: `drops in ${RPC_HOLD_TEXT.trim()} (service-discover, 0600): the consul the setup starts holds its first bootstrap call through a slow election (up to ${RPC_HOLD_TIMEOUT}) instead of answering No cluster leader after the default 7 s`,
+    downtime: true,
+    program: null,
+  },
   leaderSetup: {
     name: 'leader.setup',
     chain: 'leader',
@@ -190,6 +203,19 @@ export const STEPS = {
     changes: 'nothing: checks the node is back: alive and of the right type as the leader sees it, a catalog query through its own agent with the new token, its certificate and CA the leader\'s, its keyring the new key',
     downtime: true,
     program: 'consul members',
+  },
+  rpcHoldRemove: {
+    name: 'leader.rpc-hold-remove',
+    chain: 'leader',
+    state: 'leader.rpcHoldRemove',
+    effect: ['removeRpcHold'],
+    probe: ['probeRpcHold'],
+    column: 'rpc-hold-off',
+    short: 'rpc-hold off',
+    command: `rm ${RPC_HOLD_FILE}`,
+    changes: `removes that drop-in; nothing restarts consul, so the ${RPC_HOLD_TIMEOUT} hold lives only in the process the setup started, and its next start takes the default again`,
+    downtime: true,
+    program: null,
   },
   copyCredentials: {
     name: 'follower.copy-credentials',

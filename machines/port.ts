@@ -278,6 +278,14 @@ export interface NodePort {
    * without it runs its commands to the end.
    */
   withSignal?(signal: AbortSignal): NodePort;
+
+  // ---- the leader's RPC hold for its setup (machines/rpc-hold.ts) ------------------------------------------------
+  /** Write RPC_HOLD_FILE with RPC_HOLD_TEXT (service-discover, 0600), replacing any other content. */
+  writeRpcHold(node: string): Promise<void>;
+  /** Probe of both: RPC_HOLD_FILE's text, null when there is no such file. */
+  probeRpcHold(node: string): Promise<string | null>;
+  /** Remove RPC_HOLD_FILE (nothing to do when it is gone). */
+  removeRpcHold(node: string): Promise<void>;
 }
 
 /** What a node holds of regen's runs (read-only). */
@@ -315,6 +323,21 @@ export const CREDENTIALS_FILE = `${SD_CONFIG_DIR}/cluster-credentials.tar.gpg`;
 export const MAIN_JSON = `${SD_CONFIG_DIR}/main.json`;
 export const CONFIG_JSON = `${SD_CONFIG_DIR}/config.json`;
 export const PASSWORD_FILE = `${SD_HOME}/password`;
+/**
+ * regen's drop-in raising consul's RPC hold for the leader's setup (machines/rpc-hold.ts). Named to sort after
+ * config.json, main.json and the carbonio-*.hcl service definitions, so no other file of the directory wins over it;
+ * the wipe never names it.
+ */
+export const RPC_HOLD_FILE = `${SD_CONFIG_DIR}/zz-regen-rpc-hold.json`;
+/**
+ * 25 s: the setup's first bootstrap call goes out 250 ms after the unit started and its loop gives up at 30 s. A hold
+ * of 25 s answers that first call with the token for any election up to 25.25 s; a longer one still ends in consul's
+ * own `No cluster leader` (at 25.25 s, before the loop's 30 s), so the failure names its cause instead of the setup's
+ * generic timeout, and the 4.75 s left cover the call's own time.
+ */
+export const RPC_HOLD_TIMEOUT = '25s';
+/** The drop-in's whole content: performance.rpc_hold_timeout as a Go duration string. */
+export const RPC_HOLD_TEXT = `{"performance":{"rpc_hold_timeout":"${RPC_HOLD_TIMEOUT}"}}\n`;
 export const BACKUP_ROOT = '/var/backups/regen';
 /** The sha256 recorded for a backed-up file that must not be hashed (the password file): only size is kept. */
 export const UNHASHED = '-';

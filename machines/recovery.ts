@@ -2,8 +2,9 @@
  * The recovery statechart: the seeds' runbook as data. Read top to bottom it is the procedure:
  *
  *   preflight → leaderCheck → confirming → backup
- *     → leader: resetIndex → resetFile → stop → wipe → [raftRecovery] → setup → verify
- *       (wipe + regenerate retry as one unit; raftRecovery only with several mesh servers)
+ *     → leader: resetIndex → resetFile → stop → wipe → [raftRecovery] → rpcHold → setup → verify → rpcHoldRemove
+ *       (wipe + regenerate retry as one unit; raftRecovery only with several mesh servers; rpcHold raises consul's
+ *       RPC hold for the setup's start, machines/rpc-hold.ts)
  *     → followers (each: copy credentials → stop → wipe → setup → verify, N at a time)
  *     → finalVerify → [harden] → done
  *   (the leader and follower steps, and their order, come from machines/catalogue.ts)
@@ -77,8 +78,10 @@ export const actorTypes = {
   stopLeader: slot<null, { leader: PlannedNode; round: number }>('stopLeader'),
   wipeLeader: slot<null, { leader: PlannedNode; round: number }>('wipeLeader'),
   writeRaftRecovery: slot<null, { leader: PlannedNode; round: number; servers?: PlannedNode[] }>('writeRaftRecovery'),
+  writeRpcHold: slot<null, { leader: PlannedNode; round: number }>('writeRpcHold'),
   setupLeader: slot<{ credentialsSha256: string }, { leader: PlannedNode; round: number }>('setupLeader'),
   verifyLeader: slot<null, { leader: PlannedNode; round: number }>('verifyLeader'),
+  removeRpcHold: slot<null, { leader: PlannedNode; round: number }>('removeRpcHold'),
   setUpFollowers: slot<FollowersResult, { leader: PlannedNode; followers: PlannedNode[]; credentialsSha256: string; parallel: number; maxRounds: number }>(
     'setUpFollowers',
   ),
@@ -296,6 +299,15 @@ export const recoveryMachine = setup({
             onError: onStepError(STEPS.raftRecovery.state),
           },
         },
+        rpcHold: {
+          invoke: {
+            id: 'writeRpcHold',
+            src: 'writeRpcHold',
+            input: ({ context }) => ({ leader: leaderOf(context), round: context.round }),
+            onDone: leaderNext(STEPS.rpcHold.state),
+            onError: onStepError(STEPS.rpcHold.state),
+          },
+        },
         setup: {
           invoke: {
             id: 'setupLeader',
@@ -312,6 +324,15 @@ export const recoveryMachine = setup({
             input: ({ context }) => ({ leader: leaderOf(context), round: context.round }),
             onDone: leaderNext(STEPS.leaderVerify.state),
             onError: onStepError(STEPS.leaderVerify.state),
+          },
+        },
+        rpcHoldRemove: {
+          invoke: {
+            id: 'removeRpcHold',
+            src: 'removeRpcHold',
+            input: ({ context }) => ({ leader: leaderOf(context), round: context.round }),
+            onDone: leaderNext(STEPS.rpcHoldRemove.state),
+            onError: onStepError(STEPS.rpcHoldRemove.state),
           },
         },
         regenerated: { type: 'final' },

@@ -24,6 +24,7 @@ import * as cmd from './commands.js';
 import { parseCatalog } from './catalog-parse.js';
 import { clusterStateMethods } from './cluster-state.js';
 import { raftSentinelMethods } from './raft-sentinel.js';
+import { rpcHoldMethods } from './rpc-hold.js';
 import { setupOnTerminalCommand, setupOnTerminalSteps, setupWizardCommand, setupWizardSteps } from './setup-dialog.js';
 import {
   parseBackup,
@@ -455,6 +456,7 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
     // regen's lock and run mirrors on the node (cluster-state.ts)
     ...clusterStateMethods(run),
     ...raftSentinelMethods(run),
+    ...rpcHoldMethods(run),
 
     async close(): Promise<void> {
       const all = [...open.values()];

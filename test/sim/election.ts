@@ -6,7 +6,9 @@
  *   default raft_multiplier 5 makes that seconds). Nobody standing is not a failed election: no term moves.
  * - An RPC that needs a leader (ACL bootstrap, catalog, token writes) is held by the server while there is none and
  *   retried until `holdMs` (Consul `performance.rpc_hold_timeout`, 7 s by default) has passed; then it answers
- *   `500 (No cluster leader)` (agent/consul/rpc.go `ErrNoLeader` / `canRetry`).
+ *   `500 (No cluster leader)` (agent/consul/rpc.go `ErrNoLeader` / `canRetry`). `holdMs` is the default; a server
+ *   whose config dir set `performance.rpc_hold_timeout` when its unit started holds for that instead
+ *   (model.ts `startAgent`, `rpcHoldFor`).
  * - The first instance's setup (service-discover `cmd/server/command/setup/firstsetup.go` createACLBootstrapToken)
  *   runs `consul acl bootstrap` every 250 ms and retries only the legacy-mode 500; any other error ends the setup,
  *   and the whole loop gives up after 30 s.
@@ -27,6 +29,27 @@ export interface ElectionSettings {
 export const CONSUL_RPC_HOLD_MS = 7000;
 /** The unit fake's default: elections are instant unless a test sets a delay. */
 export const INSTANT_ELECTION: ElectionSettings = { delayMs: 0, holdMs: CONSUL_RPC_HOLD_MS };
+
+/**
+ * Go's time.ParseDuration, in whole milliseconds (what builder.go's durationVal calls for
+ * `performance.rpc_hold_timeout`): an optional sign, then one or more decimal numbers each with a unit (ns, us, µs,
+ * ms, s, m, h); "0" alone is zero. Null where Go returns an error (no unit, unknown unit, empty).
+ */
+export function parseGoDuration(text: string): number | null {
+  const m = /^([-+]?)(.*)$/.exec(text);
+  let rest = m?.[2] ?? '';
+  if (rest === '0') return 0;
+  if (rest === '') return null;
+  const unitMs: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, 'μs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  let total = 0;
+  while (rest !== '') {
+    const part = /^(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)/.exec(rest);
+    if (part === null) return null;
+    total += Number(part[1]) * (unitMs[part[2] ?? ''] ?? 0);
+    rest = rest.slice(part[0].length);
+  }
+  return Math.round(m?.[1] === '-' ? -total : total);
+}
 
 /** The lab's default, and the file under DIR/cluster that `lab up --election-delay-ms` writes. */
 export const LAB_ELECTION: ElectionSettings = { delayMs: 0, holdMs: CONSUL_RPC_HOLD_MS };

@@ -20,7 +20,7 @@ import type {
   TokenInfo,
   NodeProof,
 } from '../../machines/port.js';
-import { BACKUP_ROOT, RAFT_DIR, SERF_KEYRINGS, UNHASHED } from '../../machines/port.js';
+import { BACKUP_ROOT, RAFT_DIR, RPC_HOLD_FILE, RPC_HOLD_TEXT, SERF_KEYRINGS, UNHASHED } from '../../machines/port.js';
 import { fakeStateMethods } from './fake-cluster-state.js';
 import { meshProblems } from './proof.js';
 import { catalogServices, healthStateAny, registerService } from './catalog.js';
@@ -92,7 +92,9 @@ export type EffectMethod =
   | 'setupLeader'
   | 'setupFollower'
   | 'writeCredentials'
-  | 'deleteToken';
+  | 'deleteToken'
+  | 'writeRpcHold'
+  | 'removeRpcHold';
 
 const EFFECT_METHODS: ReadonlySet<string> = new Set<EffectMethod>([
   'backup',
@@ -106,6 +108,8 @@ const EFFECT_METHODS: ReadonlySet<string> = new Set<EffectMethod>([
   'setupFollower',
   'writeCredentials',
   'deleteToken',
+  'writeRpcHold',
+  'removeRpcHold',
 ]);
 
 export interface FakeNodeSpec {
@@ -750,6 +754,19 @@ export function createFakeCluster(opts: FakeClusterOptions = {}): FakeCluster {
         return fs.list(`${backupDir(runId)}${RAFT_DIR}`).length > 0 ? ('aside' as const) : ('none' as const);
       }),
 
+    // The drop-in as adapters/carbonio/rpc-hold.ts writes it; the model reads it when the unit starts (startAgent).
+    writeRpcHold: (node) =>
+      call(node, 'writeRpcHold', () => {
+        const fs = fsOf(node);
+        if (!fs.exists(SD_CONFIG_DIR)) throw new SimError(`regen:no-config-dir`);
+        fs.write(RPC_HOLD_FILE, RPC_HOLD_TEXT, { owner: SD_USER, group: SD_USER, mode: 0o600 });
+      }),
+    probeRpcHold: (node) => call(node, 'probeRpcHold', () => fsOf(node).read(RPC_HOLD_FILE)?.toString('utf8') ?? null),
+    removeRpcHold: (node) =>
+      call(node, 'removeRpcHold', () => {
+        fsOf(node).remove(RPC_HOLD_FILE);
+      }),
+
     stopService: (node) => call(node, 'stopService', () => stopAgent(world, node)),
     startService: (node) => call(node, 'startService', () => startAgent(world, node)),
     serviceActive: (node) => call(node, 'serviceActive', () => serviceActive(world, node)),
@@ -889,6 +906,8 @@ export function healthy(cluster: FakeCluster, newSecret: Secret | string): Healt
   const acl = members?.get('consul-acl-secret.json');
   const token = acl === undefined ? undefined : (JSON.parse(acl.toString('utf8')) as { SecretID?: unknown }).SecretID;
   if (members !== null && typeof token !== 'string') problems.push(`${base.leader}: no bootstrap token in the credentials`);
+  // The leader's setup-time drop-in (machines/rpc-hold.ts) must not outlive the run on any node.
+  for (const n of cluster.nodes) if (cluster.node(n).exists(RPC_HOLD_FILE)) problems.push(`${n}: regen's ${RPC_HOLD_FILE} is still there`);
   if (typeof token === 'string') {
     try {
       tokenList(cluster.world, base.leader, token);

@@ -10,7 +10,7 @@
  */
 import { createHash, randomBytes as nodeRandomBytes } from 'node:crypto';
 import { bootstrapAlone, emptyRaft, hasRef, recoverFromPeers, settle, type RaftServer, type UpServer } from './raft.js';
-import { heldRpc, INSTANT_ELECTION, nextStandAt, setupBootstrapLoop, type Attempt, type ElectionSettings } from './election.js';
+import { heldRpc, INSTANT_ELECTION, nextStandAt, parseGoDuration, setupBootstrapLoop, type Attempt, type ElectionSettings } from './election.js';
 import { canGossip, keyringAtStart, readKeyring } from './serf.js';
 import type { MeshKind, Profile } from '../../machines/port.js';
 import { credentialsInLdap, mainJsonRefusal } from './versions.js';
@@ -167,6 +167,8 @@ export interface AgentRuntime {
   agentTokenAccessor: string | null;
   /** When the unit started (ms since the epoch): a server's election timer runs from then (election.ts). */
   startedAt?: number;
+  /** `performance.rpc_hold_timeout` from the config dir as it was at the unit's start; absent: the world's default. */
+  rpcHoldMs?: number;
 }
 
 export interface NodeRuntime {
@@ -572,6 +574,8 @@ export function startAgent(w: World, node: string): void {
   if (caFile === null || certFile === null || !keyFile || typeof main.encrypt !== 'string') {
     throw new SimError(UNIT_FAILED);
   }
+  // consul builds its whole configuration before it starts anything: a config dir it refuses changes nothing.
+  const rpcHoldMs = configRpcHold(fs);
   const cfg = readJson(fs, CONFIG_JSON);
   const lanAddresses = id.interfaces.filter((i) => i.name !== 'lo').map((i) => i.address);
   const bindAddr = typeof cfg?.bind_addr === 'string' ? cfg.bind_addr : (lanAddresses[0] ?? '127.0.0.1');
@@ -604,7 +608,17 @@ export function startAgent(w: World, node: string): void {
   fs.mkdir(SD_DATA_DIR, { owner: SD_USER, group: SD_USER, mode: 0o700 });
   if (!fs.exists(NODE_ID)) fs.write(NODE_ID, uuid(w), { owner: SD_USER, group: SD_USER, mode: 0o600 });
   const keys = keyringAtStart(fs, main.encrypt, server).map((k) => sha256(k).slice(0, 16));
-  rt.agent = { nodeName, server, bindAddr, trust, gossip: keys[0] ?? '', gossipKeys: keys, agentTokenAccessor: null, startedAt: w.now().getTime() };
+  rt.agent = {
+    nodeName,
+    server,
+    bindAddr,
+    trust,
+    gossip: keys[0] ?? '',
+    gossipKeys: keys,
+    agentTokenAccessor: null,
+    startedAt: w.now().getTime(),
+    ...(rpcHoldMs === null ? {} : { rpcHoldMs }),
+  };
   w.startProcess?.(node);
 
   w.state.members[nodeName] = {
@@ -621,6 +635,44 @@ export function startAgent(w: World, node: string): void {
   // Catalog registration is a raft write whenever there is a leader to take it.
   const leader = leaderFor(w, node);
   if (leader !== null) raftWrite(w, leader, `catalog:${nodeName}`);
+}
+
+/**
+ * `performance.rpc_hold_timeout` as consul builds it from its -config-dir at start (agent/config/builder.go): every
+ * *.json file in lexical order, the last that sets it wins; a Go duration string. A file the service user cannot
+ * read, that is no JSON object, or a value that is no duration fails the start, as consul refuses such a config.
+ * (*.hcl files are read by consul too; the model parses none, so a value set only in HCL is not seen.)
+ */
+function configRpcHold(fs: NodeFs): number | null {
+  let hold: number | null = null;
+  for (const name of fs.list(SD_CONFIG_DIR).filter((f) => f.endsWith('.json')).sort()) {
+    const path = `${SD_CONFIG_DIR}/${name}`;
+    const st = fs.stat(path);
+    if (st === null || !readableBy(st, SD_USER)) throw new SimError(UNIT_FAILED);
+    const cfg = readJson(fs, path);
+    if (cfg === null) throw new SimError(UNIT_FAILED);
+    const perf = cfg.performance;
+    if (perf === undefined) continue;
+    if (typeof perf !== 'object' || perf === null || Array.isArray(perf)) throw new SimError(UNIT_FAILED);
+    const v = (perf as Record<string, unknown>).rpc_hold_timeout;
+    if (v === undefined) continue;
+    const ms = typeof v === 'string' ? parseGoDuration(v) : null;
+    if (ms === null) throw new SimError(UNIT_FAILED);
+    hold = ms;
+  }
+  return hold;
+}
+
+/** Can `user` (whose primary group is named as the user) read a file with this owner, group and mode? */
+function readableBy(st: FileStat, user: string): boolean {
+  if (st.owner === user) return (st.mode & 0o400) !== 0;
+  if (st.group === user) return (st.mode & 0o040) !== 0;
+  return (st.mode & 0o004) !== 0;
+}
+
+/** How long `node`'s agent holds an RPC that finds no leader: its config dir's value at its start, else the default. */
+export function rpcHoldFor(w: World, node: string): number {
+  return upAgent(w, node)?.rpcHoldMs ?? (w.election ?? INSTANT_ELECTION).holdMs;
 }
 
 function joinRaft(w: World, node: string): void {
@@ -1147,7 +1199,7 @@ export function bootstrapAttempt(w: World, viewer: string, atMs: number): Attemp
 
 /** firstsetup.go createACLBootstrapToken, from the unit's start (election.ts setupBootstrapLoop). */
 function setupBootstrap(w: World, node: string): BootstrapJson {
-  const hold = (w.election ?? INSTANT_ELECTION).holdMs;
+  const hold = rpcHoldFor(w, node);
   const { outcome, endedAt } = setupBootstrapLoop(w.now().getTime(), (t) => heldRpc(t, hold, (at) => bootstrapAttempt(w, node, at)));
   w.elapse?.(endedAt);
   if (!outcome.ok) throw new SimError(outcome.error.startsWith('Failed ACL') ? `unable to create ACL bootstrap token: ${outcome.error}` : outcome.error);

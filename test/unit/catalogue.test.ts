@@ -42,7 +42,7 @@ describe('the step catalogue', () => {
     expect(files.map((f) => f.file)).toContain(path.join('machines', 'catalogue.ts'));
   });
 
-  for (const name of ['backup', 'mesh.catalog-before', 'leader.reset-index', 'leader.reset-file', 'leader.stop', 'leader.wipe', 'mesh.stop-server', 'mesh.raft-aside', 'leader.raft-recovery', 'leader.setup', 'leader.verify', 'follower.copy-credentials', 'follower.stop', 'follower.wipe', 'follower.setup', 'follower.verify', 'final.verify', 'final.catalog', 'harden.revoke', 'harden.node-tokens']) {
+  for (const name of ['backup', 'mesh.catalog-before', 'leader.reset-index', 'leader.reset-file', 'leader.stop', 'leader.wipe', 'mesh.stop-server', 'mesh.raft-aside', 'leader.raft-recovery', 'leader.rpc-hold', 'leader.setup', 'leader.verify', 'leader.rpc-hold-remove', 'follower.copy-credentials', 'follower.stop', 'follower.wipe', 'follower.setup', 'follower.verify', 'final.verify', 'final.catalog', 'harden.revoke', 'harden.node-tokens']) {
     it(`${name} is a string literal in machines/catalogue.ts and nowhere else in production code`, () => {
       expect(files.filter((f) => f.literals.has(name)).map((f) => f.file)).toEqual([path.join('machines', 'catalogue.ts')]);
     });
@@ -50,7 +50,7 @@ describe('the step catalogue', () => {
 
   it('names each step once; the journal names of earlier runs are all still there', () => {
     expect(new Set(STEP_NAMES).size).toBe(STEP_NAMES.length);
-    expect(STEP_NAMES.length).toBe(20);
+    expect(STEP_NAMES.length).toBe(22);
   });
 
   it('every step state is a state of the statechart, and RETRY can re-enter it', () => {
@@ -73,12 +73,23 @@ describe('the step catalogue', () => {
       const next = leaderStateAfter(at as never, 'regenerated');
       at = `leader.${next[0]?.target ?? ''}`;
     }
-    expect(walked).toEqual(['leader.resetIndex', 'leader.resetFile', 'leader.stop', 'leader.wipe', 'leader.raftRecovery', 'leader.setup', 'leader.verify']);
-    expect(leaderStateAfter('leader.wipe', 'regenerated')).toEqual([{ guard: 'several-servers', target: 'raftRecovery' }, { target: 'setup' }]);
-    expect(leaderStateAfter('leader.verify', 'regenerated')).toEqual([{ target: 'regenerated' }]);
+    expect(walked).toEqual([
+      'leader.resetIndex',
+      'leader.resetFile',
+      'leader.stop',
+      'leader.wipe',
+      'leader.raftRecovery',
+      'leader.rpcHold',
+      'leader.setup',
+      'leader.verify',
+      'leader.rpcHoldRemove',
+    ]);
+    expect(leaderStateAfter('leader.wipe', 'regenerated')).toEqual([{ guard: 'several-servers', target: 'raftRecovery' }, { target: 'rpcHold' }]);
+    expect(leaderStateAfter('leader.verify', 'regenerated')).toEqual([{ target: 'rpcHoldRemove' }]);
+    expect(leaderStateAfter('leader.rpcHoldRemove', 'regenerated')).toEqual([{ target: 'regenerated' }]);
   });
 
   it('status columns: each chain in its order, merged', () => {
-    expect(statusColumns()).toEqual(['backup', 'reset-index', 'reset-file', 'copy-credentials', 'stop', 'wipe', 'isolate', 'raft-aside', 'raft-recovery', 'setup', 'verify', 'final']);
+    expect(statusColumns()).toEqual(['backup', 'reset-index', 'reset-file', 'copy-credentials', 'stop', 'wipe', 'isolate', 'raft-aside', 'raft-recovery', 'rpc-hold', 'setup', 'verify', 'rpc-hold-off', 'final']);
   });
 });

@@ -11,7 +11,7 @@ import { healthy } from '../sim/fake-cluster.js';
 import type { ErrorRecord } from '../../machines/errors.js';
 import { harness, Process, type Harness } from '../support/machine-harness.js';
 
-const EFFECTS: EffectMethod[] = ['backup', 'writeResetFile', 'stopService', 'startService', 'wipe', 'setupLeader', 'setupFollower', 'writeCredentials', 'deleteToken'];
+const EFFECTS: EffectMethod[] = ['backup', 'writeResetFile', 'stopService', 'startService', 'wipe', 'setupLeader', 'setupFollower', 'writeCredentials', 'deleteToken', 'writeRpcHold', 'removeRpcHold'];
 
 type Topology = { name: string; servers: number; agents: number; profile: 'current' | 'legacy' };
 const TOPOLOGIES: Topology[] = [

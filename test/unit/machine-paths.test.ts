@@ -14,7 +14,7 @@ import { RESUMABLE_STATES, recoveryMachine, stateString, type RegenContext } fro
 import { healthy, type PortMethod } from '../sim/fake-cluster.js';
 import { harness } from '../support/machine-harness.js';
 
-const ACTORS = ['preflight', 'leaderCheck', 'backUpNodes', 'readResetIndex', 'writeResetFile', 'stopLeader', 'wipeLeader', 'setupLeader', 'verifyLeader', 'setUpFollowers', 'finalVerify', 'revokeOldTokens'];
+const ACTORS = ['preflight', 'leaderCheck', 'backUpNodes', 'readResetIndex', 'writeResetFile', 'stopLeader', 'wipeLeader', 'writeRpcHold', 'setupLeader', 'verifyLeader', 'removeRpcHold', 'setUpFollowers', 'finalVerify', 'revokeOldTokens'];
 
 function node(name: string) {
   return { name, fqdn: name, sshHost: name, profile: 'current', bindAddress: name === 'a' ? '10.0.0.1' : '10.0.0.2', kind: null, role: null, credentialsSha256Before: null };

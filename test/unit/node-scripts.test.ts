@@ -4,13 +4,16 @@
  * service user owns, refuse file names that would forge manifest lines, and never hash the password file.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import * as cmd from '../../adapters/carbonio/commands.js';
 import { parseBackup, parseManifest } from '../../adapters/carbonio/parse.js';
 import { MANIFEST_HEADER } from '../../adapters/carbonio/commands.js';
+import * as rpcHold from '../../adapters/carbonio/rpc-hold.js';
+import { parseRpcHold } from '../../adapters/carbonio/rpc-hold.js';
+import { RPC_HOLD_TEXT } from '../../machines/port.js';
 
 let root: string;
 beforeEach(() => {
@@ -94,5 +97,37 @@ describe('hints that show a shell command quote what they embed', () => {
     // The hint, run by a shell, names exactly that file.
     execFileSync('sh', ['-c', hint]);
     expect((await obtainMeshSecret({ passwordFile: p, env: {}, isTTY: false, redactor: new Redactor() }))?.source).toBe('file');
+  });
+});
+
+describe("the leader's RPC-hold drop-in (adapters/carbonio/rpc-hold.ts)", () => {
+  const file = () => join(root, 'etc/zextras/service-discover/zz-regen-rpc-hold.json');
+
+  it('is written whole, readable by consul\'s user only, probed exactly, and removed; twice is the same as once', () => {
+    const canChown = process.getuid?.() === 0 && spawnSync('id', ['service-discover']).status === 0;
+    expect(parseRpcHold(run(rpcHold.probeRpcHold()).stdout)).toBeNull();
+    for (let i = 0; i < 2; i++) {
+      const w = run(rpcHold.writeRpcHold());
+      if (!canChown) {
+        // Without root (or the user) the chown fails and nothing is left behind, not even the temporary file.
+        expect(w.code).toBe(4);
+        expect(readdirSync(join(root, 'etc/zextras/service-discover'))).toEqual(['main.json']);
+        return;
+      }
+      expect([w.code, w.stdout.trim()], w.stderr).toEqual([0, 'regen:written']);
+    }
+    expect(readdirSync(join(root, 'etc/zextras/service-discover')).sort()).toEqual(['main.json', 'zz-regen-rpc-hold.json']);
+    const st = statSync(file());
+    expect((st.mode & 0o777).toString(8)).toBe('600');
+    expect(execFileSync('stat', ['-c', '%U:%G', file()], { encoding: 'utf8' }).trim()).toBe('service-discover:service-discover');
+    expect(parseRpcHold(run(rpcHold.probeRpcHold()).stdout)).toBe(RPC_HOLD_TEXT);
+    // Consul's file: the JSON it parses, with a Go duration string.
+    expect(JSON.parse(RPC_HOLD_TEXT)).toEqual({ performance: { rpc_hold_timeout: '25s' } });
+    for (let i = 0; i < 2; i++) expect(run(rpcHold.removeRpcHold()).stdout.trim()).toBe('regen:removed');
+    expect(parseRpcHold(run(rpcHold.probeRpcHold()).stdout)).toBeNull();
+  });
+
+  it('a probe answer it does not know is the operator\'s, not "absent"', () => {
+    expect(() => parseRpcHold('something else\n', 'mail1')).toThrow(/unexpected answer/);
   });
 });

@@ -18,7 +18,7 @@ import type { Store } from '../../store/types.js';
 
 const LEADER = 'mail1.example.com';
 const AGENTS = ['mail2.example.com', 'mail3.example.com'];
-const LEADER_STEPS = ['backup', 'leader.reset-index', 'leader.reset-file', 'leader.stop', 'leader.wipe', 'leader.setup', 'leader.verify'];
+const LEADER_STEPS = ['backup', 'leader.reset-index', 'leader.reset-file', 'leader.stop', 'leader.wipe', 'leader.rpc-hold', 'leader.setup', 'leader.verify', 'leader.rpc-hold-remove'];
 const FOLLOWER_STEPS = ['backup', 'follower.copy-credentials', 'follower.stop', 'follower.wipe', 'follower.setup', 'follower.verify'];
 /** Every rendered time is shifted onto this instant, so the snapshots do not depend on when the test runs. */
 const FIXED = Date.UTC(2025, 2, 14, 3, 0, 0);

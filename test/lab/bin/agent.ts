@@ -14,6 +14,7 @@ import {
   keyringList,
   policyCreate,
   raftConfiguration,
+  rpcHoldFor,
   setAgentToken,
   statusLeader,
   statusPeers,
@@ -110,16 +111,22 @@ const routes: Array<{ method: string; pattern: RegExp; handle: Handler }> = [
 
 /**
  * Consul holds an RPC that finds no leader and retries it until the hold timeout (rpc_hold_timeout) is over, then
- * answers `500 (No cluster leader)`; here it is retried when a server may stand, or every 250 ms (election.ts).
+ * answers `500 (No cluster leader)`; here it is retried when a server may stand, or every 250 ms (election.ts). The
+ * hold is this agent's: what its config dir set when its unit started (model.ts rpcHoldFor), else the lab's knob.
  */
-async function held<T>(call: () => T): Promise<T> {
-  const deadline = Date.now() + labElection(self).holdMs;
+async function held<T>(call: (w: World) => T): Promise<T> {
+  const started = Date.now();
+  let holdMs = labElection(self).holdMs;
+  const deadline = () => started + holdMs;
   for (let i = 0; ; i++) {
     try {
-      return call();
+      return withWorld((w) => {
+        holdMs = rpcHoldFor(w, self.name);
+        return call(w);
+      });
     } catch (e) {
-      if (!(e instanceof NoLeaderError) || Date.now() >= deadline || i > 1000) throw e;
-      const next = Math.min(deadline, Math.max(Date.now() + 50, e.retryAfterMs ?? Date.now() + 250));
+      if (!(e instanceof NoLeaderError) || Date.now() >= deadline() || i > 1000) throw e;
+      const next = Math.min(deadline(), Math.max(Date.now() + 50, e.retryAfterMs ?? Date.now() + 250));
       await new Promise((r) => setTimeout(r, next - Date.now()));
     }
   }
@@ -144,7 +151,7 @@ const server = http.createServer((req, res) => {
     const body = await bodyOf(req);
     const arg = route.pattern.exec(url.pathname)?.[1] ?? '';
     try {
-      const out = await held(() => withWorld((w) => route.handle(w, tokenOf(req, url), body, arg)));
+      const out = await held((w) => route.handle(w, tokenOf(req, url), body, arg));
       res.writeHead(200, { 'content-type': 'application/json', 'x-consul-default-acl-policy': 'deny' }).end(JSON.stringify(out));
     } catch (e) {
       if (e instanceof ApiError) res.writeHead(e.status, { 'content-type': 'text/plain' }).end(e.message);
