@@ -104,6 +104,9 @@ async function main(): Promise<void> {
         .command('directory <state>', 'the directory (LDAP endpoint every setup connects to) goes down or comes up', {}, (a) =>
           fault(a.dir as string, { kind: 'directory', node: '', on: String(a.state) === 'up' }),
         )
+        .command('mailbox <node> <state>', "the node's mailbox (the admin SOAP service zmprov uses without -l) goes down or comes up", {}, (a) =>
+          fault(a.dir as string, { kind: 'mailbox', node: String(a.node), on: String(a.state) === 'up' }),
+        )
         .demandCommand(1, 'name a fault'),
     )
     .demandCommand(1, 'name a command: up, down, status or fault')

@@ -47,6 +47,8 @@ export interface NodeJson {
 export interface Faults {
   latencyMs?: Record<string, number>;
   failNextSetup?: string;
+  /** The node's mailbox (the admin SOAP service `zmprov` without `-l` talks to) is down. */
+  mailboxDown?: boolean;
 }
 
 export const CONSUL_VERSION: Record<Profile, string> = { current: '1.19.2', legacy: '1.9.3' };
@@ -109,6 +111,48 @@ export function consumeFailNextSetup(): string | null {
   fs.writeFileSync(`${file}.${process.pid}.tmp`, `${JSON.stringify(f, null, 2)}\n`);
   fs.renameSync(`${file}.${process.pid}.tmp`, file);
   return message;
+}
+
+// ---- the directory ----------------------------------------------------------------------------------------------
+
+/** A TCP connection to host:port: null when it opens, else the error as Go's net package words it. */
+export function reachable(host: string, port: number): Promise<string | null> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    const t = setTimeout(() => {
+      s.destroy();
+      resolve('i/o timeout');
+    }, 5_000);
+    s.once('connect', () => {
+      clearTimeout(t);
+      s.destroy();
+      resolve(null);
+    });
+    s.once('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(t);
+      resolve(e.code === 'ECONNREFUSED' ? 'connect: connection refused' : e.message);
+    });
+  });
+}
+
+/** The space-separated URLs of a localconfig key, none when the key is absent. */
+export function localconfigUrls(xml: string, key: string): string[] {
+  const m = new RegExp(`<key name="${key}">\\s*<value>([^<]*)</value>`).exec(xml);
+  return (m?.[1] ?? '').split(/\s+/).filter((u) => u !== '');
+}
+
+/** The first LDAP URL that accepts a connection wins; else the last error, as `host:port: error`. */
+export async function firstReachableLdap(urls: string[]): Promise<{ ok: true } | { ok: false; host: string; port: number; error: string }> {
+  let last: { ok: false; host: string; port: number; error: string } = { ok: false, host: '', port: 0, error: 'no ldap URL' };
+  for (const u of urls) {
+    const m = /^ldaps?:\/\/([^:/]+)(?::(\d+))?/.exec(u);
+    if (m === null) continue;
+    const [host, port] = [m[1] ?? '', Number(m[2] ?? 389)];
+    const error = await reachable(host, port);
+    if (error === null) return { ok: true };
+    last = { ok: false, host, port, error };
+  }
+  return last;
 }
 
 // ---- the world --------------------------------------------------------------------------------------------------
