@@ -1055,7 +1055,7 @@ export type LabFault =
   | { kind: 'sshd-start'; node: string }
   | { kind: 'leader'; node: string }
   | { kind: 'hostname-loopback'; node: string; on: boolean }
-  | { kind: 'directory'; node: string; on: boolean }
+  | { kind: 'directory'; node: string; on: boolean; rejectBinds?: boolean }
   | { kind: 'mailbox'; node: string; on: boolean };
 
 interface Faults {
@@ -1082,9 +1082,9 @@ function editFaults(n: LabNode, edit: (f: Faults) => void): void {
 export async function labFault(dir: string, fault: LabFault): Promise<string> {
   const lab = loadLab(dir);
   if (fault.kind === 'directory') {
-    if (fault.on) await directoryUp(lab.dir, lab.subnet, REPO);
+    if (fault.on) await directoryUp(lab.dir, lab.subnet, REPO, { rejectBinds: fault.rejectBinds === true });
     else await directoryDown(lab.dir);
-    return `directory ${ldapMasterUrl(lab.subnet)} ${fault.on ? 'up' : 'down'}`;
+    return `directory ${ldapMasterUrl(lab.subnet)} ${fault.on ? (fault.rejectBinds === true ? 'up, refusing the nodes\' bind' : 'up') : 'down'}`;
   }
   const n = findNode(lab, fault.node);
   switch (fault.kind) {

@@ -53,14 +53,19 @@ function mirror(name: string): string[] {
 }
 
 /**
- * LdapProvisioning (ProvUtil with `-l`, and the mailbox behind SOAP) connects to `ldap_url`. A localconfig
- * without the key (the namespace-less test lab) has no directory to lose.
+ * LdapProvisioning (ProvUtil with `-l`, and the mailbox behind SOAP) connects to `ldap_url` and binds as
+ * `zimbra_ldap_userdn`. A localconfig without the URL (the namespace-less test lab) has no directory to lose.
  */
+function localconfigValue(xml: string, key: string): string {
+  return localconfigUrls(xml, key).join(' ');
+}
+
 async function directoryError(xml: string): Promise<string | null> {
   const urls = localconfigUrls(xml, 'ldap_url');
   if (urls.length === 0) return null;
   const r = await firstReachableLdap(urls);
-  return r.ok ? null : `${r.host}:${r.port}: ${r.error}`;
+  if (r.ok) return null;
+  return r.bind ? `bind as ${localconfigValue(xml, 'zimbra_ldap_userdn')}: Invalid Credentials` : `${r.host}:${r.port}: ${r.error}`;
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -28,6 +28,7 @@ import {
 import { RealFs } from '../../sim/real-fs.js';
 import { release } from '../../sim/versions.js';
 import { ClusterStateStore, pidAlive } from '../../sim/state-store.js';
+import { BIND_REJECTED } from './directory-wire.js';
 import { ELECTION_FILE, LAB_ELECTION, type ElectionSettings } from '../../sim/election.js';
 
 export interface NodeJson {
@@ -115,18 +116,28 @@ export function consumeFailNextSetup(): string | null {
 
 // ---- the directory ----------------------------------------------------------------------------------------------
 
-/** A TCP connection to host:port: null when it opens, else the error as Go's net package words it. */
+/**
+ * A connection to the lab directory at host:port: null when it opens and the directory accepts the bind, 'bind' when
+ * it refuses the credentials, else the connection error as Go's net package words it.
+ */
 export function reachable(host: string, port: number): Promise<string | null> {
   return new Promise((resolve) => {
     const s = net.connect({ host, port });
+    let heard = '';
+    let connected = false;
     const t = setTimeout(() => {
       s.destroy();
-      resolve('i/o timeout');
+      resolve(connected ? null : 'i/o timeout');
     }, 5_000);
-    s.once('connect', () => {
+    s.on('connect', () => {
+      connected = true;
+    });
+    s.on('data', (d: Buffer) => {
+      heard += d.toString('utf8');
+    });
+    s.once('close', () => {
       clearTimeout(t);
-      s.destroy();
-      resolve(null);
+      if (connected) resolve(heard.startsWith(BIND_REJECTED) ? 'bind' : null);
     });
     s.once('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(t);
@@ -141,16 +152,22 @@ export function localconfigUrls(xml: string, key: string): string[] {
   return (m?.[1] ?? '').split(/\s+/).filter((u) => u !== '');
 }
 
-/** The first LDAP URL that accepts a connection wins; else the last error, as `host:port: error`. */
-export async function firstReachableLdap(urls: string[]): Promise<{ ok: true } | { ok: false; host: string; port: number; error: string }> {
-  let last: { ok: false; host: string; port: number; error: string } = { ok: false, host: '', port: 0, error: 'no ldap URL' };
+/**
+ * go-ldap's connect as service-discover uses it: the first URL that accepts a connection is bound to, and its bind
+ * result is final; only connection errors move on to the next URL, the last one kept.
+ */
+export async function firstReachableLdap(
+  urls: string[],
+): Promise<{ ok: true } | { ok: false; bind: true } | { ok: false; bind: false; host: string; port: number; error: string }> {
+  let last: { ok: false; bind: false; host: string; port: number; error: string } = { ok: false, bind: false, host: '', port: 0, error: 'no ldap URL' };
   for (const u of urls) {
     const m = /^ldaps?:\/\/([^:/]+)(?::(\d+))?/.exec(u);
     if (m === null) continue;
     const [host, port] = [m[1] ?? '', Number(m[2] ?? 389)];
     const error = await reachable(host, port);
     if (error === null) return { ok: true };
-    last = { ok: false, host, port, error };
+    if (error === 'bind') return { ok: false, bind: true };
+    last = { ok: false, bind: false, host, port, error };
   }
   return last;
 }

@@ -80,7 +80,10 @@ async function checkDirectory(self: NodeJson): Promise<void> {
   const urls = ldapMasterUrls(self);
   if (urls.length === 0) return;
   const r = await firstReachableLdap(urls);
-  if (!r.ok) throw fail(`unable to connect to ldap: failed to connect to ldap: LDAP Result Code 200 "Network Error": dial tcp ${r.host}:${r.port}: ${r.error}`);
+  if (r.ok) return;
+  // A refused bind is returned by connect as it is, without "failed to connect to ldap" (pkg/carbonio/ldap.go).
+  if (r.bind) throw fail('unable to connect to ldap: LDAP Result Code 49 "Invalid Credentials": ');
+  throw fail(`unable to connect to ldap: failed to connect to ldap: LDAP Result Code 200 "Network Error": dial tcp ${r.host}:${r.port}: ${r.error}`);
 }
 
 function runModelSetup(self: NodeJson, args: SetupArgs, uid: number): void {
