@@ -123,7 +123,7 @@ async function leaderCheckActor(d: steps.StepDeps, input: In<'leaderCheck'>) {
       }
     }
     if (meshServers === null) {
-      throw new RegenError('preflight', `no node could list the mesh servers:\n  - ${errors.join('\n  - ')}`, { hint: 'check that the directory (LDAP) is up' });
+      throw new RegenError('preflight', `no node could list the mesh servers:\n  - ${errors.join('\n  - ')}`, { hint: 'check that the directory (LDAP) is up and accepts the bind of zimbra_ldap_userdn / zimbra_ldap_password from localconfig (the same bind every service-discover setup makes)' });
     }
     const lower = new Set(meshServers.map((s) => s.toLowerCase()));
     const servers = nodes.filter((n) => lower.has(n.fqdn.toLowerCase()) || lower.has(n.name.toLowerCase()));

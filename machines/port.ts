@@ -166,7 +166,7 @@ export interface NodePort {
   // ---- read-only ----------------------------------------------------------------------------------------------
   /** Preflight inspection of one node. Throws NodeUnreachableError if it cannot be reached. */
   inspect(node: string): Promise<NodeFacts>;
-  /** FQDNs of the mesh servers, from `carbonio prov gas service-discover` (current) or `zmprov gas service-discover` (legacy), run as zextras. */
+  /** FQDNs of the mesh servers, from `carbonio prov -l gas service-discover` (current) or `zmprov -l gas service-discover` (legacy), run as zextras: `-l` reads the directory, so a mailbox that is down does not matter. */
   meshServers(node: string, profile: Profile): Promise<string[]>;
   /** Leader from `GET 127.0.0.1:8500/v1/status/leader` on that node: the IP (port stripped), or null when there is none. */
   leaderAddress(node: string): Promise<string | null>;

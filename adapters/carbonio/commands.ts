@@ -205,10 +205,17 @@ export function inspect(): string {
   );
 }
 
+/**
+ * The admin CLI's query for the mesh servers. `-l` reads the directory itself: without it zmprov (and `carbonio
+ * prov`, the same ProvUtil) asks the node's mailbox over SOAP, which fails while the mailbox is down.
+ */
+export function meshServersCli(profile: Profile): string {
+  return `${profile === 'current' ? 'carbonio prov' : 'zmprov'} -l gas service-discover`;
+}
+
 /** Mesh servers as the directory knows them, one FQDN per line, run as zextras (its login shell sets PATH). */
 export function meshServers(profile: Profile): string {
-  const prov = profile === 'current' ? 'carbonio prov gas service-discover' : 'zmprov gas service-discover';
-  return `su - ${ZEXTRAS_USER} -c ${shq(prov)}`;
+  return `su - ${ZEXTRAS_USER} -c ${shq(meshServersCli(profile))}`;
 }
 
 /** The raft leader as this node's agent sees it: a JSON string "IP:8300", or "" when there is none. */

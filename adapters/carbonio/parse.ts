@@ -177,7 +177,7 @@ export function parseServiceState(word: string, node?: string): boolean {
 
 const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 
-/** `carbonio prov gas service-discover` / `zmprov gas service-discover`: one FQDN per line. */
+/** `carbonio prov -l gas service-discover` / `zmprov -l gas service-discover`: one FQDN per line. */
 export function parseMeshServers(output: string, node?: string): string[] {
   const servers: string[] = [];
   for (const raw of lines(output)) {

@@ -172,7 +172,7 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
     },
 
     async meshServers(node: string, profile: Profile): Promise<string[]> {
-      const what = profile === 'current' ? 'carbonio prov gas service-discover' : 'zmprov gas service-discover';
+      const what = cmd.meshServersCli(profile);
       const res = await run(node, what, cmd.meshServers(profile));
       if (res.code !== 0) throw failed(node, what, res, 'the directory (LDAP) must be reachable; the command runs as zextras');
       return parseMeshServers(res.stdout, node);

@@ -17,10 +17,13 @@ export interface DiscoverOptions extends ConnectOptions {
   output: string | undefined;
 }
 
-/** One script: which CLI the node has, then the two server lists and the addresses, as marked sections. */
+/**
+ * One script: which CLI the node has, then the two server lists and the addresses, as marked sections. `-l`:
+ * straight to the directory, not through the node's mailbox (which may be down or absent).
+ */
 export const DISCOVER_SCRIPT = [
   'PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"',
-  'if [ -x /opt/zextras/bin/carbonio ]; then PROV="carbonio prov"; elif [ -x /opt/zextras/bin/zmprov ]; then PROV="zmprov"; else echo "regen:no-carbonio"; exit 3; fi',
+  'if [ -x /opt/zextras/bin/carbonio ]; then PROV="carbonio prov -l"; elif [ -x /opt/zextras/bin/zmprov ]; then PROV="zmprov -l"; else echo "regen:no-carbonio"; exit 3; fi',
   'echo "regen:all"; su - zextras -c "$PROV gas" || exit 4',
   'echo "regen:mesh"; su - zextras -c "$PROV gas service-discover" || exit 4',
   'echo "regen:addresses"',
@@ -43,7 +46,7 @@ export function parseDiscovery(stdout: string, directory = 'the directory node')
   if (!sections.has('end')) {
     throw new NeedsOperatorError(`${directory} answered the server listing with something regen does not understand: ${stdout.slice(0, 300)}`, {
       node: directory,
-      hint: `look at what the directory says: ssh ${directory} su - zextras -c "carbonio prov gas" (zmprov gas on older versions); or write the inventory by hand (README.md, Inventories)`,
+      hint: `look at what the directory says: ssh ${directory} su - zextras -c "carbonio prov -l gas" (zmprov -l gas on older versions); or write the inventory by hand (README.md, Inventories)`,
     });
   }
   const fqdn = /^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/;
@@ -84,12 +87,12 @@ export async function discover(o: DiscoverOptions, io: Io): Promise<number> {
     if (r.code !== 0) {
       throw new RegenError('preflight', `listing the servers on ${o.directory} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(-300)}`, {
         node: o.directory,
-        hint: `check that the directory (LDAP) is up: ssh ${o.directory} su - zextras -c "carbonio prov gas" (zmprov gas on older versions)`,
+        hint: `check that the directory (LDAP) is up: ssh ${o.directory} su - zextras -c "carbonio prov -l gas" (zmprov -l gas on older versions)`,
       });
     }
     const found = parseDiscovery(r.stdout, o.directory);
     if (found.all.length === 0) {
-      throw new RegenError('preflight', `${o.directory} lists no Carbonio server (carbonio prov gas answered nothing)`, {
+      throw new RegenError('preflight', `${o.directory} lists no Carbonio server (carbonio prov -l gas answered nothing)`, {
         node: o.directory,
         hint: 'point --directory at a node of the cluster whose directory is up, or write the inventory by hand (README.md, Inventories)',
       });

@@ -101,8 +101,11 @@ async function main(): Promise<void> {
         .command('hostname-loopback <node> <state>', '`hostname -i` answers 127.0.1.1 (on) or the node address (off)', {}, (a) =>
           fault(a.dir as string, { kind: 'hostname-loopback', node: String(a.node), on: String(a.state) === 'on' }),
         )
-        .command('directory <state>', 'the directory (LDAP endpoint every setup connects to) goes down or comes up', {}, (a) =>
-          fault(a.dir as string, { kind: 'directory', node: '', on: String(a.state) === 'up' }),
+        .command('directory <state>', 'the directory (LDAP endpoint every setup connects to) goes down, comes up, or (bind-fail) is up but refuses the bind', {}, (a) =>
+          fault(a.dir as string, { kind: 'directory', node: '', on: ['up', 'bind-fail'].includes(String(a.state)), rejectBinds: String(a.state) === 'bind-fail' }),
+        )
+        .command('mailbox <node> <state>', "the node's mailbox (the admin SOAP service zmprov uses without -l) goes down or comes up", {}, (a) =>
+          fault(a.dir as string, { kind: 'mailbox', node: String(a.node), on: String(a.state) === 'up' }),
         )
         .demandCommand(1, 'name a fault'),
     )

@@ -49,13 +49,29 @@ function listening(host: string): Promise<boolean> {
   });
 }
 
-/** Start the listener (bounded wait until it accepts); a running one is kept. */
-export async function directoryUp(dir: string, subnet: string, repo: string): Promise<void> {
-  if (ours(readPid(dir), dir)) return;
+function rejectsBinds(pid: number): boolean {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('--reject-binds');
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Start the listener (bounded wait until it accepts); a running one in the same mode is kept. `rejectBinds`: it
+ * refuses the nodes' credentials (the bind service-discover's setup and `zmprov -l` make after connecting).
+ */
+export async function directoryUp(dir: string, subnet: string, repo: string, opts: { rejectBinds?: boolean } = {}): Promise<void> {
+  const running = readPid(dir);
+  if (ours(running, dir)) {
+    if (rejectsBinds(running) === (opts.rejectBinds === true)) return;
+    await directoryDown(dir);
+  }
   const host = directoryHost(subnet);
   const js = path.join(repo, 'dist', 'test', 'lab', 'bin', 'directory.js');
   // The lab dir on the command line lets down (and only down of this lab) recognise it.
-  const child = spawn(process.execPath, [js, host, String(LDAP_PORT), `--lab=${dir}`], { detached: true, stdio: 'ignore' });
+  const args = [js, host, String(LDAP_PORT), `--lab=${dir}`, ...(opts.rejectBinds === true ? ['--reject-binds'] : [])];
+  const child = spawn(process.execPath, args, { detached: true, stdio: 'ignore' });
   child.unref();
   fs.writeFileSync(pidFile(dir), `${child.pid ?? 0}\n`);
   for (let i = 0; i < 100 && !(await listening(host)); i++) await new Promise((r) => setTimeout(r, 20));

@@ -383,18 +383,21 @@ function hostsFile(lab: Pick<Lab, 'nodes'>, self: Pick<LabNode, 'name' | 'short'
   return `${lines.join('\n')}\n`;
 }
 
+/**
+ * Every lab node is a mailbox node: Carbonio's setup then writes `zimbra_zmprov_default_to_ldap` false, so
+ * `zmprov` without `-l` goes through the node's own mailbox (carbonio-core-utils src/libexec/setup.pl).
+ */
 function localconfigXml(fqdn: string, ldapMasterUrl: string): string {
-  return `<?xml version="1.0" encoding="UTF-8"?>
-
-<localconfig>
-  <key name="zimbra_server_hostname">
-    <value>${fqdn}</value>
-  </key>
-  <key name="ldap_master_url">
-    <value>${ldapMasterUrl}</value>
-  </key>
-</localconfig>
-`;
+  const keys: Array<[string, string]> = [
+    ['zimbra_server_hostname', fqdn],
+    ['ldap_master_url', ldapMasterUrl],
+    ['ldap_url', ldapMasterUrl],
+    ['zimbra_ldap_userdn', 'uid=zimbra,cn=admins,cn=zimbra'],
+    ['zimbra_ldap_password', 'lab-ldap-password'],
+    ['zimbra_zmprov_default_to_ldap', 'false'],
+  ];
+  const body = keys.map(([k, v]) => `  <key name="${k}">\n    <value>${v}</value>\n  </key>\n`).join('');
+  return `<?xml version="1.0" encoding="UTF-8"?>\n\n<localconfig>\n${body}</localconfig>\n`;
 }
 
 function sshdConfig(node: LabNode): string {
@@ -1052,11 +1055,13 @@ export type LabFault =
   | { kind: 'sshd-start'; node: string }
   | { kind: 'leader'; node: string }
   | { kind: 'hostname-loopback'; node: string; on: boolean }
-  | { kind: 'directory'; node: string; on: boolean };
+  | { kind: 'directory'; node: string; on: boolean; rejectBinds?: boolean }
+  | { kind: 'mailbox'; node: string; on: boolean };
 
 interface Faults {
   latencyMs?: Record<string, number>;
   failNextSetup?: string;
+  mailboxDown?: boolean;
 }
 
 function editFaults(n: LabNode, edit: (f: Faults) => void): void {
@@ -1077,9 +1082,9 @@ function editFaults(n: LabNode, edit: (f: Faults) => void): void {
 export async function labFault(dir: string, fault: LabFault): Promise<string> {
   const lab = loadLab(dir);
   if (fault.kind === 'directory') {
-    if (fault.on) await directoryUp(lab.dir, lab.subnet, REPO);
+    if (fault.on) await directoryUp(lab.dir, lab.subnet, REPO, { rejectBinds: fault.rejectBinds === true });
     else await directoryDown(lab.dir);
-    return `directory ${ldapMasterUrl(lab.subnet)} ${fault.on ? 'up' : 'down'}`;
+    return `directory ${ldapMasterUrl(lab.subnet)} ${fault.on ? (fault.rejectBinds === true ? 'up, refusing the nodes\' bind' : 'up') : 'down'}`;
   }
   const n = findNode(lab, fault.node);
   switch (fault.kind) {
@@ -1090,6 +1095,13 @@ export async function labFault(dir: string, fault: LabFault): Promise<string> {
         else delete f.latencyMs[fault.key];
       });
       return `${n.name}: "${fault.key}" now takes ${fault.ms} ms more`;
+    }
+    case 'mailbox': {
+      editFaults(n, (f) => {
+        if (fault.on) delete f.mailboxDown;
+        else f.mailboxDown = true;
+      });
+      return `${n.name}: mailbox (admin SOAP service) ${fault.on ? 'up' : 'down'}`;
     }
     case 'fail-next-setup': {
       const message = fault.message ?? 'injected failure (lab fault fail-next-setup)';

@@ -235,8 +235,8 @@ describe('leader, mesh servers, service', () => {
     expect(await t.port.meshServers('n', 'current')).toEqual(['mail1.lab.example', 'mail2.lab.example']);
     await t.port.meshServers('n', 'legacy');
     expect(t.calls.map((c) => c.command)).toEqual([
-      "su - zextras -c 'carbonio prov gas service-discover'",
-      "su - zextras -c 'zmprov gas service-discover'",
+      "su - zextras -c 'carbonio prov -l gas service-discover'",
+      "su - zextras -c 'zmprov -l gas service-discover'",
     ]);
   });
 

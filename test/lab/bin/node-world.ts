@@ -28,6 +28,7 @@ import {
 import { RealFs } from '../../sim/real-fs.js';
 import { release } from '../../sim/versions.js';
 import { ClusterStateStore, pidAlive } from '../../sim/state-store.js';
+import { BIND_REJECTED } from './directory-wire.js';
 import { ELECTION_FILE, LAB_ELECTION, type ElectionSettings } from '../../sim/election.js';
 
 export interface NodeJson {
@@ -47,6 +48,8 @@ export interface NodeJson {
 export interface Faults {
   latencyMs?: Record<string, number>;
   failNextSetup?: string;
+  /** The node's mailbox (the admin SOAP service `zmprov` without `-l` talks to) is down. */
+  mailboxDown?: boolean;
 }
 
 export const CONSUL_VERSION: Record<Profile, string> = { current: '1.19.2', legacy: '1.9.3' };
@@ -109,6 +112,64 @@ export function consumeFailNextSetup(): string | null {
   fs.writeFileSync(`${file}.${process.pid}.tmp`, `${JSON.stringify(f, null, 2)}\n`);
   fs.renameSync(`${file}.${process.pid}.tmp`, file);
   return message;
+}
+
+// ---- the directory ----------------------------------------------------------------------------------------------
+
+/**
+ * A connection to the lab directory at host:port: null when it opens and the directory accepts the bind, 'bind' when
+ * it refuses the credentials, else the connection error as Go's net package words it.
+ */
+export function reachable(host: string, port: number): Promise<string | null> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    let heard = '';
+    let connected = false;
+    const t = setTimeout(() => {
+      s.destroy();
+      resolve(connected ? null : 'i/o timeout');
+    }, 5_000);
+    s.on('connect', () => {
+      connected = true;
+    });
+    s.on('data', (d: Buffer) => {
+      heard += d.toString('utf8');
+    });
+    s.once('close', () => {
+      clearTimeout(t);
+      if (connected) resolve(heard.startsWith(BIND_REJECTED) ? 'bind' : null);
+    });
+    s.once('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(t);
+      resolve(e.code === 'ECONNREFUSED' ? 'connect: connection refused' : e.message);
+    });
+  });
+}
+
+/** The space-separated URLs of a localconfig key, none when the key is absent. */
+export function localconfigUrls(xml: string, key: string): string[] {
+  const m = new RegExp(`<key name="${key}">\\s*<value>([^<]*)</value>`).exec(xml);
+  return (m?.[1] ?? '').split(/\s+/).filter((u) => u !== '');
+}
+
+/**
+ * go-ldap's connect as service-discover uses it: the first URL that accepts a connection is bound to, and its bind
+ * result is final; only connection errors move on to the next URL, the last one kept.
+ */
+export async function firstReachableLdap(
+  urls: string[],
+): Promise<{ ok: true } | { ok: false; bind: true } | { ok: false; bind: false; host: string; port: number; error: string }> {
+  let last: { ok: false; bind: false; host: string; port: number; error: string } = { ok: false, bind: false, host: '', port: 0, error: 'no ldap URL' };
+  for (const u of urls) {
+    const m = /^ldaps?:\/\/([^:/]+)(?::(\d+))?/.exec(u);
+    if (m === null) continue;
+    const [host, port] = [m[1] ?? '', Number(m[2] ?? 389)];
+    const error = await reachable(host, port);
+    if (error === null) return { ok: true };
+    if (error === 'bind') return { ok: false, bind: true };
+    last = { ok: false, bind: false, host, port, error };
+  }
+  return last;
 }
 
 // ---- the world --------------------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@
  * `setup-wizard [--first-instance]` (the terminal dialog), `bootstrap-token`, `version`. Both setups need a terminal
  * on stdin, first of all, as `term.New` does. Errors print as kong prints them.
  */
-import * as net from 'node:net';
 import * as os from 'node:os';
 import { CREDENTIALS_FILE, LOCALCONFIG, SimError, bootstrapToken, meshServers, setup, setupPreRun } from '../../sim/model.js';
 import { TermEof, XTerm, agentWizard, serverWizard, type DialogInterface } from '../../sim/setup-dialog.js';
@@ -12,7 +11,9 @@ import {
   agentPid,
   applyLatency,
   consumeFailNextSetup,
+  firstReachableLdap,
   loadSelf,
+  localconfigUrls,
   runMain,
   waitForAgent,
   withWorld,
@@ -67,28 +68,7 @@ function dialogInterfaces(self: NodeJson): DialogInterface[] {
 
 /** The localconfig's `ldap_master_url` values (space separated), none when the key is absent. */
 function ldapMasterUrls(self: NodeJson): string[] {
-  const xml = withWorld((w) => w.fs(self.name).read(LOCALCONFIG)?.toString('utf8') ?? '');
-  const m = /<key name="ldap_master_url">\s*<value>([^<]*)<\/value>/.exec(xml);
-  return (m?.[1] ?? '').split(/\s+/).filter((u) => u !== '');
-}
-
-function reachable(host: string, port: number): Promise<string | null> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host, port });
-    const t = setTimeout(() => {
-      s.destroy();
-      resolve('i/o timeout');
-    }, 5_000);
-    s.once('connect', () => {
-      clearTimeout(t);
-      s.destroy();
-      resolve(null);
-    });
-    s.once('error', (e: NodeJS.ErrnoException) => {
-      clearTimeout(t);
-      resolve(e.code === 'ECONNREFUSED' ? 'connect: connection refused' : e.message);
-    });
-  });
+  return localconfigUrls(withWorld((w) => w.fs(self.name).read(LOCALCONFIG)?.toString('utf8') ?? ''), 'ldap_master_url');
 }
 
 /**
@@ -98,16 +78,12 @@ function reachable(host: string, port: number): Promise<string | null> {
  */
 async function checkDirectory(self: NodeJson): Promise<void> {
   const urls = ldapMasterUrls(self);
-  let last = '';
-  for (const u of urls) {
-    const m = /^ldaps?:\/\/([^:/]+)(?::(\d+))?/.exec(u);
-    if (m === null) continue;
-    const [host, port] = [m[1] ?? '', Number(m[2] ?? 389)];
-    const err = await reachable(host, port);
-    if (err === null) return;
-    last = `LDAP Result Code 200 "Network Error": dial tcp ${host}:${port}: ${err}`;
-  }
-  if (urls.length > 0) throw fail(`unable to connect to ldap: failed to connect to ldap: ${last}`);
+  if (urls.length === 0) return;
+  const r = await firstReachableLdap(urls);
+  if (r.ok) return;
+  // A refused bind is returned by connect as it is, without "failed to connect to ldap" (pkg/carbonio/ldap.go).
+  if (r.bind) throw fail('unable to connect to ldap: LDAP Result Code 49 "Invalid Credentials": ');
+  throw fail(`unable to connect to ldap: failed to connect to ldap: LDAP Result Code 200 "Network Error": dial tcp ${r.host}:${r.port}: ${r.error}`);
 }
 
 function runModelSetup(self: NodeJson, args: SetupArgs, uid: number): void {
