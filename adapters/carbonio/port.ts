@@ -21,6 +21,7 @@ import type {
 import { MASK, Secret } from '../secrets/secret.js';
 import type { ExecOptions, ExecResult, Remote } from '../ssh/remote.js';
 import * as cmd from './commands.js';
+import { build, failed, secretLine, tokenFailure } from './port-kit.js';
 import { parseCatalog } from './catalog-parse.js';
 import { clusterStateMethods } from './cluster-state.js';
 import { setupOnTerminalCommand, setupOnTerminalSteps, setupWizardCommand, setupWizardSteps } from './setup-dialog.js';
@@ -40,7 +41,6 @@ import {
   parseSetupProbe,
   parseTokens,
   tail,
-  tokenProblem,
 } from './parse.js';
 
 export interface CarbonioPortOptions {
@@ -65,24 +65,6 @@ export function sha256Hex(bytes: Buffer | string): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
-/** The secret as one stdin line; a line break inside it would cut it short on the node. */
-function secretLine(secret: Secret): string {
-  const value = secret.reveal();
-  if (/[\r\n\0]/.test(value)) {
-    throw new UsageError(`the ${secret.label} contains a line break or NUL, which service-discover cannot read`, 'choose a secret without line breaks');
-  }
-  return `${value}\n`;
-}
-
-/** Builders throw plain Errors on values they refuse to quote into a command; those are usage errors. */
-function build<T = string>(make: () => T): T {
-  try {
-    return make();
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-}
-
 export function createCarbonioPort(remotes: (node: string) => Remote, opts: CarbonioPortOptions = {}): NodePort {
   const clock = opts.clock ?? Date.now;
   const timeoutMs = opts.commandTimeoutMs ?? DEFAULT_TIMEOUT_MS;
@@ -104,33 +86,6 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
     const res = await remote(node).exec(command, { timeoutMs, ...(opts.signal === undefined ? {} : { signal: opts.signal }), ...execOpts });
     log(`${node}: ${what} exited ${res.code} after ${clock() - started} ms`);
     return res;
-  }
-
-  /** A failure message from a command's own output; a secret the port holds is masked in it as well. */
-  function failed(node: string, what: string, res: ExecResult, hint?: string, secret?: Secret): CommandFailedError {
-    const [err, std] = [tail(res.stderr, 300), tail(res.stdout, 200)];
-    let out = err !== '' && std !== '' ? `${err} | stdout: ${std}` : err + std;
-    if (secret !== undefined) out = out.split(secret.reveal()).join(MASK);
-    return new CommandFailedError(node, `${what} failed on ${node} (exit ${res.code})${out === '' ? '' : `: ${out}`}`, res.code, hint);
-  }
-
-  function tokenFailure(node: string, what: string, res: ExecResult): CommandFailedError | null {
-    const problem = tokenProblem(res.stdout);
-    if (problem === null) return null;
-    const gpgSaid = tail(res.stderr);
-    switch (problem) {
-      case 'no-credentials':
-        return new CommandFailedError(node, `${what} on ${node}: there is no ${'cluster-credentials.tar.gpg'} to take the token from`, res.code, 'copy the credentials from the leader first');
-      case 'bad-secret':
-        return new CommandFailedError(
-          node,
-          `${what} on ${node}: token could not be read from credentials (wrong secret?)${gpgSaid === '' ? '' : `: ${gpgSaid}`}`,
-          res.code,
-          'check the mesh secret (--password-file FILE or REGEN_MESH_PASSWORD) against the leader’s credentials',
-        );
-      case 'no-token':
-        return new CommandFailedError(node, `${what} on ${node}: the credentials decrypt but hold no consul-acl-secret.json SecretID`, res.code);
-    }
   }
 
   function setupHint(res: ExecResult): string | undefined {
