@@ -9,8 +9,6 @@ import type {
   BackupManifest,
   CatalogView,
   MeshKind,
-  Member,
-  NodeFacts,
   NodePort,
   Profile,
   ResetIndexReading,
@@ -21,17 +19,14 @@ import type {
 import { MASK, Secret } from '../secrets/secret.js';
 import type { ExecOptions, ExecResult, Remote } from '../ssh/remote.js';
 import * as cmd from './commands.js';
-import { build, failed, secretLine, tokenFailure } from './port-kit.js';
+import { build, failed, secretLine, tokenFailure, type PortKit } from './port-kit.js';
 import { parseCatalog } from './catalog-parse.js';
 import { clusterStateMethods } from './cluster-state.js';
+import { inspectionMethods } from './inspection.js';
 import { setupOnTerminalCommand, setupOnTerminalSteps, setupWizardCommand, setupWizardSteps } from './setup-dialog.js';
 import {
   parseBackup,
   parseCredentialsSha256,
-  parseInspect,
-  parseLeader,
-  parseMembers,
-  parseMeshServers,
   parseProbeWipe,
   parseRaftRecovery,
   parseReadCredentials,
@@ -117,40 +112,9 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
     }
   }
 
+  const kit: PortKit = { run, log };
   const port: NodePort = {
-    async inspect(node: string): Promise<NodeFacts> {
-      const res = await run(node, 'inspect', cmd.inspect());
-      if (res.code !== 0) throw failed(node, 'inspect', res);
-      return parseInspect(res.stdout, node);
-    },
-
-    async meshServers(node: string, profile: Profile): Promise<string[]> {
-      const what = profile === 'current' ? 'carbonio prov gas service-discover' : 'zmprov gas service-discover';
-      const res = await run(node, what, cmd.meshServers(profile));
-      if (res.code !== 0) throw failed(node, what, res, 'the directory (LDAP) must be reachable; the command runs as zextras');
-      return parseMeshServers(res.stdout, node);
-    },
-
-    async leaderAddress(node: string): Promise<string | null> {
-      const res = await run(node, 'status/leader', cmd.leaderAddress());
-      if (res.code !== 0) {
-        throw failed(node, 'GET 127.0.0.1:8500/v1/status/leader', res, 'the consul agent is not answering on 127.0.0.1:8500: is service-discover running?');
-      }
-      return parseLeader(res.stdout, node);
-    },
-
-    async members(node: string, secret: Secret): Promise<Member[]> {
-      const res = await run(node, 'consul members', cmd.members(), { stdin: secretLine(secret) });
-      const problem = tokenFailure(node, 'consul members', res);
-      if (problem !== null) throw problem;
-      if (res.code === 2 && res.stdout.trim() === '') {
-        // consul members exits 2 printing nothing when the token sees no node at all.
-        log(`${node}: consul members listed nothing (the token from the credentials sees no member)`);
-        return [];
-      }
-      if (res.code !== 0) throw failed(node, 'consul members', res, undefined, secret);
-      return parseMembers(res.stdout, node);
-    },
+    ...inspectionMethods(kit),
 
     async readMeshSecret(node: string): Promise<Secret | null> {
       const res = await run(node, 'read password file', cmd.readMeshSecret(), { secretOutput: true });
