@@ -13,7 +13,6 @@ import type {
   ResetIndexReading,
   SetupProbe,
   NodeProof,
-  TokenInfo,
 } from '../../machines/port.js';
 import { MASK, Secret } from '../secrets/secret.js';
 import type { ExecOptions, ExecResult, Remote } from '../ssh/remote.js';
@@ -23,6 +22,7 @@ import { parseCatalog } from './catalog-parse.js';
 import { clusterStateMethods } from './cluster-state.js';
 import { inspectionMethods } from './inspection.js';
 import { credentialsMethods } from './credentials.js';
+import { tokenMethods } from './tokens.js';
 import { setupOnTerminalCommand, setupOnTerminalSteps, setupWizardCommand, setupWizardSteps } from './setup-dialog.js';
 import {
   parseBackup,
@@ -32,7 +32,6 @@ import {
   parseResetIndex,
   parseServiceState,
   parseSetupProbe,
-  parseTokens,
 } from './parse.js';
 
 export interface CarbonioPortOptions {
@@ -111,6 +110,7 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
   const port: NodePort = {
     ...inspectionMethods(kit),
     ...credentialsMethods(kit),
+    ...tokenMethods(kit),
 
     async proveNode(node: string, secret: Secret): Promise<NodeProof> {
       const res = await run(node, 'prove the node is back', cmd.proveNode(), { stdin: secretLine(secret) });
@@ -128,15 +128,6 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
       };
     },
 
-    async selfAccessor(node: string, secret: Secret): Promise<string> {
-      const res = await run(node, 'consul acl token read -self', cmd.selfAccessor(), { stdin: secretLine(secret) });
-      const problem = tokenFailure(node, 'consul acl token read -self', res);
-      if (problem !== null) throw problem;
-      const m = /^self=([0-9a-f-]{36})$/m.exec(res.stdout);
-      if (res.code !== 0 || m?.[1] === undefined) throw failed(node, 'consul acl token read -self', res, undefined, secret);
-      return m[1];
-    },
-
     async readCatalog(node: string, secret: Secret | null): Promise<CatalogView> {
       const what = 'read the catalog (services, health checks)';
       const res = await run(node, what, cmd.readCatalog(secret !== null), secret === null ? {} : { stdin: secretLine(secret) });
@@ -146,17 +137,6 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
       }
       if (res.code !== 0) throw failed(node, what, res, /regen:no-curl/.test(res.stderr) ? 'install curl on the node' : undefined, secret ?? undefined);
       return parseCatalog(res.stdout, node);
-    },
-
-    async listTokens(node: string, secret: Secret): Promise<TokenInfo[]> {
-      const res = await run(node, 'consul acl token list', cmd.listTokens(), { stdin: secretLine(secret) });
-      const problem = tokenFailure(node, 'consul acl token list', res);
-      if (problem !== null) throw problem;
-      if (res.code !== 0) {
-        const hint = /regen:no-jq/.test(res.stderr) ? 'install jq on the node (apt install jq / dnf install jq)' : undefined;
-        throw failed(node, 'consul acl token list', res, hint, secret);
-      }
-      return parseTokens(res.stdout, node);
     },
 
     async readResetIndex(node: string): Promise<ResetIndexReading> {
@@ -294,14 +274,6 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
       const res = await run(node, 'probe setup', cmd.probeSetup());
       if (res.code !== 0) throw failed(node, 'probe setup', res);
       return parseSetupProbe(res.stdout, node);
-    },
-
-    async deleteToken(node: string, secret: Secret, accessorId: string): Promise<void> {
-      const command = build(() => cmd.deleteToken(accessorId));
-      const res = await run(node, 'consul acl token delete', command, { stdin: secretLine(secret) });
-      const problem = tokenFailure(node, 'consul acl token delete', res);
-      if (problem !== null) throw problem;
-      if (res.code !== 0) throw failed(node, `consul acl token delete -id ${accessorId}`, res, undefined, secret);
     },
 
     // regen's lock and run mirrors on the node (cluster-state.ts)
