@@ -5,7 +5,6 @@
  */
 import { CommandFailedError, NeedsOperatorError, UsageError } from '../../machines/errors.js';
 import type {
-  BackupManifest,
   MeshKind,
   NodePort,
   Profile,
@@ -21,9 +20,9 @@ import { inspectionMethods } from './inspection.js';
 import { credentialsMethods } from './credentials.js';
 import { tokenMethods } from './tokens.js';
 import { verificationMethods } from './verification.js';
+import { backupMethods } from './backup.js';
 import { setupOnTerminalCommand, setupOnTerminalSteps, setupWizardCommand, setupWizardSteps } from './setup-dialog.js';
 import {
-  parseBackup,
   parseProbeWipe,
   parseRaftRecovery,
   parseResetFile,
@@ -110,6 +109,7 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
     ...credentialsMethods(kit),
     ...tokenMethods(kit),
     ...verificationMethods(kit),
+    ...backupMethods(kit),
 
     async readResetIndex(node: string): Promise<ResetIndexReading> {
       const res = await run(node, 'consul acl bootstrap', cmd.readResetIndex());
@@ -118,41 +118,6 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
         log(`${node}: consul acl bootstrap succeeded (the mesh had never been bootstrapped); its token is in ${reading.savedTo} on the node`);
       }
       return reading;
-    },
-
-    async backup(node: string, runId: string): Promise<BackupManifest> {
-      const command = build(() => cmd.backup(runId));
-      const dir = cmd.backupDir(runId);
-      const res = await run(node, 'back up files', command);
-      if (res.code === 6) {
-        const what = /regen:backup-failed (.*)/.exec(res.stderr)?.[1] ?? dir;
-        throw new CommandFailedError(
-          node,
-          `backup on ${node} failed at ${what} (disk full?): nothing was removed from the node (only the partial copy in ${dir} was deleted again)`,
-          res.code,
-          `free space under /var/backups on ${node}, then resume the run`,
-        );
-      }
-      if (res.code === 5) {
-        throw new NeedsOperatorError(`the backup in ${dir} on ${node} does not match its manifest; nothing was changed`, {
-          node,
-          hint: `look at ${dir} on ${node}; move it away to let regen take a fresh backup`,
-        });
-      }
-      if (res.code !== 0) throw failed(node, 'back up files', res, 'nothing was removed');
-      const { state, manifest } = parseBackup(res.stdout, dir, node);
-      if ((state !== 'created' && state !== 'existing') || manifest === null) throw new NeedsOperatorError(`backup on ${node}: unexpected state ${state}`, { node });
-      return manifest;
-    },
-
-    async probeBackup(node: string, runId: string): Promise<BackupManifest | null> {
-      const command = build(() => cmd.probeBackup(runId));
-      const dir = cmd.backupDir(runId);
-      const res = await run(node, 'probe backup', command);
-      if (res.code !== 0) throw failed(node, 'probe backup', res);
-      const { state, manifest } = parseBackup(res.stdout, dir, node);
-      if (state === 'corrupt') log(`${node}: the backup in ${dir} does not match its manifest`);
-      return state === 'verified' ? manifest : null;
     },
 
     async writeResetFile(node: string, index: number): Promise<void> {
