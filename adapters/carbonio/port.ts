@@ -8,7 +8,6 @@ import type {
   MeshKind,
   NodePort,
   Profile,
-  ResetIndexReading,
   SetupProbe,
 } from '../../machines/port.js';
 import { MASK, Secret } from '../secrets/secret.js';
@@ -21,12 +20,11 @@ import { credentialsMethods } from './credentials.js';
 import { tokenMethods } from './tokens.js';
 import { verificationMethods } from './verification.js';
 import { backupMethods } from './backup.js';
+import { resetMethods } from './reset.js';
 import { setupOnTerminalCommand, setupOnTerminalSteps, setupWizardCommand, setupWizardSteps } from './setup-dialog.js';
 import {
   parseProbeWipe,
   parseRaftRecovery,
-  parseResetFile,
-  parseResetIndex,
   parseServiceState,
   parseSetupProbe,
 } from './parse.js';
@@ -110,27 +108,7 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
     ...tokenMethods(kit),
     ...verificationMethods(kit),
     ...backupMethods(kit),
-
-    async readResetIndex(node: string): Promise<ResetIndexReading> {
-      const res = await run(node, 'consul acl bootstrap', cmd.readResetIndex());
-      const reading = parseResetIndex(`${res.stdout}\n${res.stderr}`, res.code, node);
-      if (reading.kind === 'bootstrapped') {
-        log(`${node}: consul acl bootstrap succeeded (the mesh had never been bootstrapped); its token is in ${reading.savedTo} on the node`);
-      }
-      return reading;
-    },
-
-    async writeResetFile(node: string, index: number): Promise<void> {
-      const command = build(() => cmd.writeResetFile(index));
-      const res = await run(node, 'write acl-bootstrap-reset', command);
-      if (res.code !== 0) throw failed(node, 'writing the reset index as service-discover', res, 'the data directory /var/lib/service-discover/data must exist and belong to service-discover');
-    },
-
-    async probeResetFile(node: string): Promise<number | null> {
-      const res = await run(node, 'probe acl-bootstrap-reset', cmd.probeResetFile());
-      if (res.code !== 0) throw failed(node, 'reading the reset file', res);
-      return parseResetFile(res.stdout, node);
-    },
+    ...resetMethods(kit),
 
     async writeRaftRecovery(node: string, bindAddress: string): Promise<void> {
       const command = build(() => cmd.writeRaftRecovery(bindAddress));
