@@ -3,7 +3,7 @@
  * parse.ts and turns exit codes into the errors of machines/errors.ts. Works the same on a real Carbonio node and
  * on the lab, which implements the same command surface.
  */
-import { CommandFailedError, NeedsOperatorError, UsageError } from '../../machines/errors.js';
+import { CommandFailedError, UsageError } from '../../machines/errors.js';
 import type {
   MeshKind,
   NodePort,
@@ -21,13 +21,9 @@ import { tokenMethods } from './tokens.js';
 import { verificationMethods } from './verification.js';
 import { backupMethods } from './backup.js';
 import { resetMethods } from './reset.js';
+import { raftMethods } from './raft.js';
 import { setupOnTerminalCommand, setupOnTerminalSteps, setupWizardCommand, setupWizardSteps } from './setup-dialog.js';
-import {
-  parseProbeWipe,
-  parseRaftRecovery,
-  parseServiceState,
-  parseSetupProbe,
-} from './parse.js';
+import { parseProbeWipe, parseServiceState, parseSetupProbe } from './parse.js';
 
 export interface CarbonioPortOptions {
   /** ms since epoch; only for the durations in log lines. */
@@ -109,42 +105,7 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
     ...verificationMethods(kit),
     ...backupMethods(kit),
     ...resetMethods(kit),
-
-    async writeRaftRecovery(node: string, bindAddress: string): Promise<void> {
-      const command = build(() => cmd.writeRaftRecovery(bindAddress));
-      const res = await run(node, 'write raft peers.json', command);
-      if (res.stdout.includes('regen:no-node-id')) {
-        throw new NeedsOperatorError(`${node} has no /var/lib/service-discover/data/node-id, so the raft recovery file cannot name it`, {
-          node,
-          hint: 'start service-discover once on that node (it writes its node id), or recover the raft by hand, then regen resume',
-        });
-      }
-      if (res.code !== 0) throw failed(node, 'writing data/raft/peers.json as service-discover', res);
-    },
-
-    async probeRaftRecovery(node: string): Promise<string[] | null> {
-      const res = await run(node, 'probe raft peers.json', cmd.probeRaftRecovery());
-      if (res.code !== 0) throw failed(node, 'reading data/raft/peers.json', res);
-      return parseRaftRecovery(res.stdout, node);
-    },
-
-    async moveRaftAside(node: string, runId: string): Promise<void> {
-      const res = await run(node, 'move data/raft aside', build(() => cmd.moveRaftAside(runId)));
-      if (res.stdout.includes('regen:running')) {
-        throw new NeedsOperatorError(`service-discover runs again on ${node}: its raft data cannot be moved aside`, {
-          node,
-          hint: 'stop it (systemctl stop service-discover), then regen resume',
-        });
-      }
-      if (res.code !== 0 || !res.stdout.includes('regen:aside')) throw failed(node, 'moving data/raft into the backup directory', res);
-    },
-
-    async probeRaftAside(node: string, runId: string): Promise<'present' | 'aside' | 'none'> {
-      const res = await run(node, 'probe data/raft', build(() => cmd.probeRaftAside(runId)));
-      if (res.code !== 0) throw failed(node, 'looking for data/raft', res);
-      if (res.stdout.includes('regen:present')) return 'present';
-      return res.stdout.includes('regen:aside') ? 'aside' : 'none';
-    },
+    ...raftMethods(kit),
 
     async stopService(node: string): Promise<void> {
       const res = await run(node, 'systemctl stop', cmd.stopService());
