@@ -22,8 +22,9 @@ import { verificationMethods } from './verification.js';
 import { backupMethods } from './backup.js';
 import { resetMethods } from './reset.js';
 import { raftMethods } from './raft.js';
+import { serviceMethods } from './service.js';
 import { setupOnTerminalCommand, setupOnTerminalSteps, setupWizardCommand, setupWizardSteps } from './setup-dialog.js';
-import { parseProbeWipe, parseServiceState, parseSetupProbe } from './parse.js';
+import { parseProbeWipe, parseSetupProbe } from './parse.js';
 
 export interface CarbonioPortOptions {
   /** ms since epoch; only for the durations in log lines. */
@@ -106,22 +107,7 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
     ...backupMethods(kit),
     ...resetMethods(kit),
     ...raftMethods(kit),
-
-    async stopService(node: string): Promise<void> {
-      const res = await run(node, 'systemctl stop', cmd.stopService());
-      if (res.code !== 0) throw failed(node, 'systemctl stop service-discover', res);
-    },
-
-    async startService(node: string): Promise<void> {
-      const res = await run(node, 'systemctl start', cmd.startService());
-      if (res.code !== 0) throw failed(node, 'systemctl start service-discover', res);
-    },
-
-    async serviceActive(node: string): Promise<boolean> {
-      // is-active exits non-zero for every state but active; the word it prints is the answer.
-      const res = await run(node, 'systemctl is-active', cmd.serviceActive());
-      return parseServiceState(res.stdout, node);
-    },
+    ...serviceMethods(kit),
 
     async wipe(node: string, profile: Profile): Promise<void> {
       const res = await run(node, `wipe (${profile})`, cmd.wipe(profile));
