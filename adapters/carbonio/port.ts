@@ -3,13 +3,8 @@
  * parse.ts and turns exit codes into the errors of machines/errors.ts. Works the same on a real Carbonio node and
  * on the lab, which implements the same command surface.
  */
-import { CommandFailedError, UsageError } from '../../machines/errors.js';
-import type {
-  MeshKind,
-  NodePort,
-  Profile,
-  SetupProbe,
-} from '../../machines/port.js';
+import { UsageError } from '../../machines/errors.js';
+import type { MeshKind, NodePort, SetupProbe } from '../../machines/port.js';
 import { MASK, Secret } from '../secrets/secret.js';
 import type { ExecOptions, ExecResult, Remote } from '../ssh/remote.js';
 import * as cmd from './commands.js';
@@ -23,8 +18,9 @@ import { backupMethods } from './backup.js';
 import { resetMethods } from './reset.js';
 import { raftMethods } from './raft.js';
 import { serviceMethods } from './service.js';
+import { wipeMethods } from './wipe.js';
 import { setupOnTerminalCommand, setupOnTerminalSteps, setupWizardCommand, setupWizardSteps } from './setup-dialog.js';
-import { parseProbeWipe, parseSetupProbe } from './parse.js';
+import { parseSetupProbe } from './parse.js';
 
 export interface CarbonioPortOptions {
   /** ms since epoch; only for the durations in log lines. */
@@ -108,20 +104,7 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
     ...resetMethods(kit),
     ...raftMethods(kit),
     ...serviceMethods(kit),
-
-    async wipe(node: string, profile: Profile): Promise<void> {
-      const res = await run(node, `wipe (${profile})`, cmd.wipe(profile));
-      if (res.code === 4 && res.stderr.includes('regen:service-active')) {
-        throw new CommandFailedError(node, `refusing to wipe ${node}: service-discover is still running`, res.code, 'stop service-discover first');
-      }
-      if (res.code !== 0) throw failed(node, 'wipe', res);
-    },
-
-    async probeWipe(node: string, profile: Profile): Promise<boolean> {
-      const res = await run(node, 'probe wipe', cmd.probeWipe(profile));
-      if (res.code !== 0) throw failed(node, 'probe wipe', res);
-      return parseProbeWipe(res.stdout, node).length === 0;
-    },
+    ...wipeMethods(kit),
 
     async setupLeader(node: string, bindAddress: string, secret: Secret): Promise<void> {
       await setupOnTerminal(node, true, bindAddress, secret);
