@@ -1,26 +1,29 @@
 /**
- * The NodePort over Remotes: each method runs the builder from commands.ts, hands the answer to a parser from
- * parse.ts and turns exit codes into the errors of machines/errors.ts. Works the same on a real Carbonio node and
- * on the lab, which implements the same command surface.
+ * The NodePort over Remotes, composed from one module per concern. Each method runs the builder from commands.ts,
+ * hands the answer to a parser from parse.ts and turns exit codes into the errors of machines/errors.ts. Works the
+ * same on a real Carbonio node and on the lab, which implements the same command surface.
+ *
+ * Where a method lives: inspection.ts (inspect, mesh servers, leader, members), credentials.ts (password file,
+ * cluster-credentials.tar.gpg), tokens.ts (ACL tokens), verification.ts (proof, catalog), backup.ts, reset.ts
+ * (reset index and file), raft.ts (peers.json, data/raft aside), service.ts (systemctl), wipe.ts, setup.ts,
+ * cluster-state.ts (regen's lock and run mirrors). What they share is port-kit.ts.
  */
-import { UsageError } from '../../machines/errors.js';
-import type { MeshKind, NodePort, SetupProbe } from '../../machines/port.js';
-import { MASK, Secret } from '../secrets/secret.js';
+import type { NodePort } from '../../machines/port.js';
 import type { ExecOptions, ExecResult, Remote } from '../ssh/remote.js';
-import * as cmd from './commands.js';
-import { build, failed, secretLine, type PortKit } from './port-kit.js';
+import { backupMethods } from './backup.js';
 import { clusterStateMethods } from './cluster-state.js';
-import { inspectionMethods } from './inspection.js';
 import { credentialsMethods } from './credentials.js';
+import { inspectionMethods } from './inspection.js';
+import type { PortKit } from './port-kit.js';
+import { raftMethods } from './raft.js';
+import { resetMethods } from './reset.js';
+import { serviceMethods } from './service.js';
+import { setupMethods } from './setup.js';
 import { tokenMethods } from './tokens.js';
 import { verificationMethods } from './verification.js';
-import { backupMethods } from './backup.js';
-import { resetMethods } from './reset.js';
-import { raftMethods } from './raft.js';
-import { serviceMethods } from './service.js';
 import { wipeMethods } from './wipe.js';
-import { setupOnTerminalCommand, setupOnTerminalSteps, setupWizardCommand, setupWizardSteps } from './setup-dialog.js';
-import { parseSetupProbe } from './parse.js';
+
+export { sha256Hex } from './credentials.js';
 
 export interface CarbonioPortOptions {
   /** ms since epoch; only for the durations in log lines. */
@@ -37,15 +40,12 @@ export interface CarbonioPortOptions {
   signal?: AbortSignal;
 }
 
-export { sha256Hex } from './credentials.js';
-
 const DEFAULT_TIMEOUT_MS = 60_000;
 const DEFAULT_SETUP_TIMEOUT_MS = 180_000;
 
 export function createCarbonioPort(remotes: (node: string) => Remote, opts: CarbonioPortOptions = {}): NodePort {
   const clock = opts.clock ?? Date.now;
   const timeoutMs = opts.commandTimeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const setupTimeoutMs = opts.setupTimeoutMs ?? DEFAULT_SETUP_TIMEOUT_MS;
   const log = opts.log ?? ((): void => {});
   const open = new Map<string, Remote>();
 
@@ -65,63 +65,26 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
     return res;
   }
 
-  function setupHint(res: ExecResult): string | undefined {
-    const out = `${res.stdout}\n${res.stderr}`;
-    if (/already performed/i.test(out)) return 'main.json is still there: the wipe has to run again before setup';
-    if (/invalid binding address/i.test(out)) return 'the bind address is not on a non-loopback interface of the node: set address: in the inventory';
-    if (/loopback/i.test(out)) return 'zimbra_server_hostname resolves to loopback: fix /etc/hosts on the node';
-    if (/decrypt|passphrase|session key/i.test(out)) return 'the mesh secret does not open the credentials copied from the leader';
-    return undefined;
-  }
-
-  /** setup / setup-wizard need a terminal: run on a pty, prompts answered in turn, output merged (setup-dialog.ts). */
-  async function setupOnTerminal(node: string, firstInstance: boolean, bindAddress: string, secret: Secret): Promise<void> {
-    secretLine(secret);
-    const wizard = (opts.setupPath?.(node) ?? 'wizard') === 'wizard';
-    const reveal = (): string => secret.reveal();
-    const command = build(() => (wizard ? setupWizardCommand(firstInstance) : setupOnTerminalCommand(firstInstance, bindAddress)));
-    const steps = build(() => (wizard ? setupWizardSteps(firstInstance, bindAddress, reveal) : setupOnTerminalSteps(reveal)));
-    const r = remote(node);
-    if (r.dialog === undefined) throw new UsageError(`the transport to ${node} cannot open a terminal, which service-discover setup needs`);
-    const what = wizard ? `service-discover setup-wizard${firstInstance ? ' --first-instance' : ''}` : `service-discover setup${firstInstance ? ' --first-instance' : ''}`;
-    const started = clock();
-    const redact = (text: string): string => text.split(secret.reveal()).join(MASK);
-    const res = await r.dialog(command, { steps, stepTimeoutMs: timeoutMs, finishTimeoutMs: setupTimeoutMs, redact, ...(opts.signal === undefined ? {} : { signal: opts.signal }) });
-    log(`${node}: ${what} on a terminal exited ${res.code} after ${clock() - started} ms (${res.answered}/${steps.length} prompts answered)`);
-    if (res.code !== 0) {
-      const merged = { code: res.code, stdout: '', stderr: res.transcript.replace(/\r/g, ''), durationMs: res.durationMs };
-      throw failed(node, what, merged, setupHint(merged), secret);
-    }
-  }
-
   const kit: PortKit = { run, log };
-  const port: NodePort = {
+  const terminal = {
+    remote,
+    clock,
+    stepTimeoutMs: timeoutMs,
+    finishTimeoutMs: opts.setupTimeoutMs ?? DEFAULT_SETUP_TIMEOUT_MS,
+    ...(opts.signal === undefined ? {} : { signal: opts.signal }),
+    ...(opts.setupPath === undefined ? {} : { setupPath: opts.setupPath }),
+  };
+  return {
     ...inspectionMethods(kit),
     ...credentialsMethods(kit),
     ...tokenMethods(kit),
     ...verificationMethods(kit),
-    ...backupMethods(kit),
     ...resetMethods(kit),
+    ...backupMethods(kit),
     ...raftMethods(kit),
     ...serviceMethods(kit),
     ...wipeMethods(kit),
-
-    async setupLeader(node: string, bindAddress: string, secret: Secret): Promise<void> {
-      await setupOnTerminal(node, true, bindAddress, secret);
-    },
-
-    async setupFollower(node: string, bindAddress: string, secret: Secret, _kind: MeshKind): Promise<void> {
-      // Server and agent packages ask the same questions for a join.
-      await setupOnTerminal(node, false, bindAddress, secret);
-    },
-
-    async probeSetup(node: string): Promise<SetupProbe> {
-      const res = await run(node, 'probe setup', cmd.probeSetup());
-      if (res.code !== 0) throw failed(node, 'probe setup', res);
-      return parseSetupProbe(res.stdout, node);
-    },
-
-    // regen's lock and run mirrors on the node (cluster-state.ts)
+    ...setupMethods(kit, terminal),
     ...clusterStateMethods(run),
 
     async close(): Promise<void> {
@@ -132,5 +95,4 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
 
     withSignal: (signal) => createCarbonioPort(remote, { ...opts, signal }),
   };
-  return port;
 }
