@@ -1,7 +1,7 @@
 /**
  * Every command regen runs on a Carbonio node, one builder per operation, each returning the exact shell text
  * (POSIX sh) sent over SSH. To find "the command of step X", look here; adapters/carbonio/parse.ts reads the
- * answers and adapters/carbonio/port.ts wires the two.
+ * answers and the port's modules (listed in adapters/carbonio/port.ts) wire the two.
  *
  * Rules every builder keeps:
  * - no secret is ever part of the text: the mesh secret arrives on stdin and stays in the node-side shell;

@@ -1,49 +1,32 @@
 /**
- * The NodePort over Remotes: each method runs the builder from commands.ts, hands the answer to a parser from
- * parse.ts and turns exit codes into the errors of machines/errors.ts. Works the same on a real Carbonio node and
- * on the lab, which implements the same command surface.
+ * The NodePort over Remotes, composed from one module per concern. Each method runs the builder from commands.ts,
+ * hands the answer to a parser from parse.ts and turns exit codes into the errors of machines/errors.ts. Works the
+ * same on a real Carbonio node and on the lab, which implements the same command surface.
+ *
+ * Where a method lives: inspection.ts (inspect, mesh servers, leader, members), credentials.ts (password file,
+ * cluster-credentials.tar.gpg), tokens.ts (ACL tokens), verification.ts (proof, catalog), backup.ts, reset.ts
+ * (reset index and file), raft.ts (peers.json, data/raft aside), raft-sentinel.ts (peers.info), rpc-hold.ts (the
+ * leader's rpc_hold_timeout drop-in), service.ts (systemctl), wipe.ts, setup.ts, cluster-state.ts (regen's lock and
+ * run mirrors). What they share is port-kit.ts.
  */
-import { createHash } from 'node:crypto';
-import { CommandFailedError, NeedsOperatorError, UsageError } from '../../machines/errors.js';
-import type {
-  BackupManifest,
-  CatalogView,
-  MeshKind,
-  Member,
-  NodeFacts,
-  NodePort,
-  Profile,
-  ResetIndexReading,
-  SetupProbe,
-  NodeProof,
-  TokenInfo,
-} from '../../machines/port.js';
-import { MASK, Secret } from '../secrets/secret.js';
+import type { NodePort } from '../../machines/port.js';
 import type { ExecOptions, ExecResult, Remote } from '../ssh/remote.js';
-import * as cmd from './commands.js';
-import { parseCatalog } from './catalog-parse.js';
+import { backupMethods } from './backup.js';
 import { clusterStateMethods } from './cluster-state.js';
+import { credentialsMethods } from './credentials.js';
+import { inspectionMethods } from './inspection.js';
+import type { PortKit } from './port-kit.js';
+import { raftMethods } from './raft.js';
 import { raftSentinelMethods } from './raft-sentinel.js';
+import { resetMethods } from './reset.js';
 import { rpcHoldMethods } from './rpc-hold.js';
-import { setupOnTerminalCommand, setupOnTerminalSteps, setupWizardCommand, setupWizardSteps } from './setup-dialog.js';
-import {
-  parseBackup,
-  parseCredentialsSha256,
-  parseInspect,
-  parseLeader,
-  parseMembers,
-  parseMeshServers,
-  parseProbeWipe,
-  parseRaftRecovery,
-  parseReadCredentials,
-  parseResetFile,
-  parseResetIndex,
-  parseServiceState,
-  parseSetupProbe,
-  parseTokens,
-  tail,
-  tokenProblem,
-} from './parse.js';
+import { serviceMethods } from './service.js';
+import { setupMethods } from './setup.js';
+import { tokenMethods } from './tokens.js';
+import { verificationMethods } from './verification.js';
+import { wipeMethods } from './wipe.js';
+
+export { sha256Hex } from './credentials.js';
 
 export interface CarbonioPortOptions {
   /** ms since epoch; only for the durations in log lines. */
@@ -63,32 +46,9 @@ export interface CarbonioPortOptions {
 const DEFAULT_TIMEOUT_MS = 60_000;
 const DEFAULT_SETUP_TIMEOUT_MS = 180_000;
 
-export function sha256Hex(bytes: Buffer | string): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
-
-/** The secret as one stdin line; a line break inside it would cut it short on the node. */
-function secretLine(secret: Secret): string {
-  const value = secret.reveal();
-  if (/[\r\n\0]/.test(value)) {
-    throw new UsageError(`the ${secret.label} contains a line break or NUL, which service-discover cannot read`, 'choose a secret without line breaks');
-  }
-  return `${value}\n`;
-}
-
-/** Builders throw plain Errors on values they refuse to quote into a command; those are usage errors. */
-function build<T = string>(make: () => T): T {
-  try {
-    return make();
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-}
-
 export function createCarbonioPort(remotes: (node: string) => Remote, opts: CarbonioPortOptions = {}): NodePort {
   const clock = opts.clock ?? Date.now;
   const timeoutMs = opts.commandTimeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const setupTimeoutMs = opts.setupTimeoutMs ?? DEFAULT_SETUP_TIMEOUT_MS;
   const log = opts.log ?? ((): void => {});
   const open = new Map<string, Remote>();
 
@@ -108,352 +68,26 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
     return res;
   }
 
-  /** A failure message from a command's own output; a secret the port holds is masked in it as well. */
-  function failed(node: string, what: string, res: ExecResult, hint?: string, secret?: Secret): CommandFailedError {
-    const [err, std] = [tail(res.stderr, 300), tail(res.stdout, 200)];
-    let out = err !== '' && std !== '' ? `${err} | stdout: ${std}` : err + std;
-    if (secret !== undefined) out = out.split(secret.reveal()).join(MASK);
-    return new CommandFailedError(node, `${what} failed on ${node} (exit ${res.code})${out === '' ? '' : `: ${out}`}`, res.code, hint);
-  }
-
-  function tokenFailure(node: string, what: string, res: ExecResult): CommandFailedError | null {
-    const problem = tokenProblem(res.stdout);
-    if (problem === null) return null;
-    const gpgSaid = tail(res.stderr);
-    switch (problem) {
-      case 'no-credentials':
-        return new CommandFailedError(node, `${what} on ${node}: there is no ${'cluster-credentials.tar.gpg'} to take the token from`, res.code, 'copy the credentials from the leader first');
-      case 'bad-secret':
-        return new CommandFailedError(
-          node,
-          `${what} on ${node}: token could not be read from credentials (wrong secret?)${gpgSaid === '' ? '' : `: ${gpgSaid}`}`,
-          res.code,
-          'check the mesh secret (--password-file FILE or REGEN_MESH_PASSWORD) against the leader’s credentials',
-        );
-      case 'no-token':
-        return new CommandFailedError(node, `${what} on ${node}: the credentials decrypt but hold no consul-acl-secret.json SecretID`, res.code);
-    }
-  }
-
-  function setupHint(res: ExecResult): string | undefined {
-    const out = `${res.stdout}\n${res.stderr}`;
-    if (/already performed/i.test(out)) return 'main.json is still there: the wipe has to run again before setup';
-    if (/invalid binding address/i.test(out)) return 'the bind address is not on a non-loopback interface of the node: set address: in the inventory';
-    if (/loopback/i.test(out)) return 'zimbra_server_hostname resolves to loopback: fix /etc/hosts on the node';
-    if (/decrypt|passphrase|session key/i.test(out)) return 'the mesh secret does not open the credentials copied from the leader';
-    return undefined;
-  }
-
-  /** setup / setup-wizard need a terminal: run on a pty, prompts answered in turn, output merged (setup-dialog.ts). */
-  async function setupOnTerminal(node: string, firstInstance: boolean, bindAddress: string, secret: Secret): Promise<void> {
-    secretLine(secret);
-    const wizard = (opts.setupPath?.(node) ?? 'wizard') === 'wizard';
-    const reveal = (): string => secret.reveal();
-    const command = build(() => (wizard ? setupWizardCommand(firstInstance) : setupOnTerminalCommand(firstInstance, bindAddress)));
-    const steps = build(() => (wizard ? setupWizardSteps(firstInstance, bindAddress, reveal) : setupOnTerminalSteps(reveal)));
-    const r = remote(node);
-    if (r.dialog === undefined) throw new UsageError(`the transport to ${node} cannot open a terminal, which service-discover setup needs`);
-    const what = wizard ? `service-discover setup-wizard${firstInstance ? ' --first-instance' : ''}` : `service-discover setup${firstInstance ? ' --first-instance' : ''}`;
-    const started = clock();
-    const redact = (text: string): string => text.split(secret.reveal()).join(MASK);
-    const res = await r.dialog(command, { steps, stepTimeoutMs: timeoutMs, finishTimeoutMs: setupTimeoutMs, redact, ...(opts.signal === undefined ? {} : { signal: opts.signal }) });
-    log(`${node}: ${what} on a terminal exited ${res.code} after ${clock() - started} ms (${res.answered}/${steps.length} prompts answered)`);
-    if (res.code !== 0) {
-      const merged = { code: res.code, stdout: '', stderr: res.transcript.replace(/\r/g, ''), durationMs: res.durationMs };
-      throw failed(node, what, merged, setupHint(merged), secret);
-    }
-  }
-
-  const port: NodePort = {
-    async inspect(node: string): Promise<NodeFacts> {
-      const res = await run(node, 'inspect', cmd.inspect());
-      if (res.code !== 0) throw failed(node, 'inspect', res);
-      return parseInspect(res.stdout, node);
-    },
-
-    async meshServers(node: string, profile: Profile): Promise<string[]> {
-      const what = cmd.meshServersCli(profile);
-      const res = await run(node, what, cmd.meshServers(profile));
-      if (res.code !== 0) throw failed(node, what, res, 'the directory (LDAP) must be reachable; the command runs as zextras');
-      return parseMeshServers(res.stdout, node);
-    },
-
-    async leaderAddress(node: string): Promise<string | null> {
-      const res = await run(node, 'status/leader', cmd.leaderAddress());
-      if (res.code !== 0) {
-        throw failed(node, 'GET 127.0.0.1:8500/v1/status/leader', res, 'the consul agent is not answering on 127.0.0.1:8500: is service-discover running?');
-      }
-      return parseLeader(res.stdout, node);
-    },
-
-    async members(node: string, secret: Secret): Promise<Member[]> {
-      const res = await run(node, 'consul members', cmd.members(), { stdin: secretLine(secret) });
-      const problem = tokenFailure(node, 'consul members', res);
-      if (problem !== null) throw problem;
-      if (res.code === 2 && res.stdout.trim() === '') {
-        // consul members exits 2 printing nothing when the token sees no node at all.
-        log(`${node}: consul members listed nothing (the token from the credentials sees no member)`);
-        return [];
-      }
-      if (res.code !== 0) throw failed(node, 'consul members', res, undefined, secret);
-      return parseMembers(res.stdout, node);
-    },
-
-    async readMeshSecret(node: string): Promise<Secret | null> {
-      const res = await run(node, 'read password file', cmd.readMeshSecret(), { secretOutput: true });
-      // The output is the secret: no message below may quote it.
-      if (res.code !== 0) throw new CommandFailedError(node, `reading the password file failed on ${node} (exit ${res.code})`, res.code);
-      const nl = res.stdout.indexOf('\n');
-      const marker = nl < 0 ? res.stdout : res.stdout.slice(0, nl);
-      if (marker === 'regen:absent') return null;
-      if (marker !== 'regen:present') throw new NeedsOperatorError(`reading the password file on ${node}: unexpected output (withheld)`, { node });
-      const value = res.stdout.slice(nl + 1).replace(/\n$/, '');
-      if (value === '') throw new CommandFailedError(node, `the password file on ${node} is empty`, res.code);
-      return new Secret(value, 'mesh secret');
-    },
-
-    async secretOpensCredentials(node: string, secret: Secret): Promise<boolean> {
-      const res = await run(node, 'gpg --decrypt credentials', cmd.secretOpensCredentials(), { stdin: secretLine(secret) });
-      if (res.code !== 0) throw failed(node, 'gpg --decrypt', res, undefined, secret);
-      const marker = res.stdout.trim();
-      if (marker === 'regen:opens') return true;
-      if (marker === 'regen:no-credentials') {
-        log(`${node}: no credentials file, so the secret opens nothing`);
-        return false;
-      }
-      if (marker === 'regen:does-not-open') {
-        if (/bad session key|bad passphrase/i.test(res.stderr)) return false;
-        throw new CommandFailedError(node, `gpg could not decrypt the credentials on ${node} for another reason than the secret: ${tail(res.stderr)}`, res.code);
-      }
-      throw new NeedsOperatorError(`gpg --decrypt on ${node}: unexpected output: ${tail(res.stdout)}`, { node });
-    },
-
-    async readCredentials(node: string): Promise<{ bytes: Buffer; sha256: string } | null> {
-      const res = await run(node, 'read credentials', cmd.readCredentials(), { secretOutput: 'digest' });
-      // Its stdout is ciphertext a guesser could use: only stderr goes into the message.
-      if (res.code !== 0) throw failed(node, 'reading cluster-credentials.tar.gpg', { ...res, stdout: '' });
-      const read = parseReadCredentials(res.stdout, node);
-      if (read === null) return null;
-      const bytes = Buffer.from(read.base64, 'base64');
-      const sha256 = sha256Hex(bytes);
-      if (sha256 !== read.sha256) {
-        throw new CommandFailedError(node, `cluster-credentials.tar.gpg read from ${node} does not match the node's sha256 (changed while read, or damaged in transit)`, res.code, 'retry the step');
-      }
-      return { bytes, sha256 };
-    },
-
-    async proveNode(node: string, secret: Secret): Promise<NodeProof> {
-      const res = await run(node, 'prove the node is back', cmd.proveNode(), { stdin: secretLine(secret) });
-      if (res.stdout.includes('regen:no-credentials') || res.stdout.includes('regen:bad-secret') || res.code !== 0) {
-        throw failed(node, 'proving the node is back (its credentials do not open with the secret, or are missing)', res, undefined, secret);
-      }
-      const field = (k: string): string | null => new RegExp(`^${k}=(.*)$`, 'm').exec(res.stdout)?.[1] ?? null;
-      const rpc = field('rpc');
-      const ca = field('ca');
-      return {
-        rpcError: rpc === 'ok' ? null : (rpc ?? 'no answer'),
-        caSha256: ca !== null && /^[0-9a-f]{64}$/.test(ca) ? ca : null,
-        certVerifies: field('cert') === 'ok',
-        keyringExact: field('keyring') === 'exact',
-      };
-    },
-
-    async selfAccessor(node: string, secret: Secret): Promise<string> {
-      const res = await run(node, 'consul acl token read -self', cmd.selfAccessor(), { stdin: secretLine(secret) });
-      const problem = tokenFailure(node, 'consul acl token read -self', res);
-      if (problem !== null) throw problem;
-      const m = /^self=([0-9a-f-]{36})$/m.exec(res.stdout);
-      if (res.code !== 0 || m?.[1] === undefined) throw failed(node, 'consul acl token read -self', res, undefined, secret);
-      return m[1];
-    },
-
-    async readCatalog(node: string, secret: Secret | null): Promise<CatalogView> {
-      const what = 'read the catalog (services, health checks)';
-      const res = await run(node, what, cmd.readCatalog(secret !== null), secret === null ? {} : { stdin: secretLine(secret) });
-      if (secret !== null) {
-        const problem = tokenFailure(node, what, res);
-        if (problem !== null) throw problem;
-      }
-      if (res.code !== 0) throw failed(node, what, res, /regen:no-curl/.test(res.stderr) ? 'install curl on the node' : undefined, secret ?? undefined);
-      return parseCatalog(res.stdout, node);
-    },
-
-    async listTokens(node: string, secret: Secret): Promise<TokenInfo[]> {
-      const res = await run(node, 'consul acl token list', cmd.listTokens(), { stdin: secretLine(secret) });
-      const problem = tokenFailure(node, 'consul acl token list', res);
-      if (problem !== null) throw problem;
-      if (res.code !== 0) {
-        const hint = /regen:no-jq/.test(res.stderr) ? 'install jq on the node (apt install jq / dnf install jq)' : undefined;
-        throw failed(node, 'consul acl token list', res, hint, secret);
-      }
-      return parseTokens(res.stdout, node);
-    },
-
-    async readResetIndex(node: string): Promise<ResetIndexReading> {
-      const res = await run(node, 'consul acl bootstrap', cmd.readResetIndex());
-      const reading = parseResetIndex(`${res.stdout}\n${res.stderr}`, res.code, node);
-      if (reading.kind === 'bootstrapped') {
-        log(`${node}: consul acl bootstrap succeeded (the mesh had never been bootstrapped); its token is in ${reading.savedTo} on the node`);
-      }
-      return reading;
-    },
-
-    async backup(node: string, runId: string): Promise<BackupManifest> {
-      const command = build(() => cmd.backup(runId));
-      const dir = cmd.backupDir(runId);
-      const res = await run(node, 'back up files', command);
-      if (res.code === 6) {
-        const what = /regen:backup-failed (.*)/.exec(res.stderr)?.[1] ?? dir;
-        throw new CommandFailedError(
-          node,
-          `backup on ${node} failed at ${what} (disk full?): nothing was removed from the node (only the partial copy in ${dir} was deleted again)`,
-          res.code,
-          `free space under /var/backups on ${node}, then resume the run`,
-        );
-      }
-      if (res.code === 5) {
-        throw new NeedsOperatorError(`the backup in ${dir} on ${node} does not match its manifest; nothing was changed`, {
-          node,
-          hint: `look at ${dir} on ${node}; move it away to let regen take a fresh backup`,
-        });
-      }
-      if (res.code !== 0) throw failed(node, 'back up files', res, 'nothing was removed');
-      const { state, manifest } = parseBackup(res.stdout, dir, node);
-      if ((state !== 'created' && state !== 'existing') || manifest === null) throw new NeedsOperatorError(`backup on ${node}: unexpected state ${state}`, { node });
-      return manifest;
-    },
-
-    async probeBackup(node: string, runId: string): Promise<BackupManifest | null> {
-      const command = build(() => cmd.probeBackup(runId));
-      const dir = cmd.backupDir(runId);
-      const res = await run(node, 'probe backup', command);
-      if (res.code !== 0) throw failed(node, 'probe backup', res);
-      const { state, manifest } = parseBackup(res.stdout, dir, node);
-      if (state === 'corrupt') log(`${node}: the backup in ${dir} does not match its manifest`);
-      return state === 'verified' ? manifest : null;
-    },
-
-    async writeResetFile(node: string, index: number): Promise<void> {
-      const command = build(() => cmd.writeResetFile(index));
-      const res = await run(node, 'write acl-bootstrap-reset', command);
-      if (res.code !== 0) throw failed(node, 'writing the reset index as service-discover', res, 'the data directory /var/lib/service-discover/data must exist and belong to service-discover');
-    },
-
-    async probeResetFile(node: string): Promise<number | null> {
-      const res = await run(node, 'probe acl-bootstrap-reset', cmd.probeResetFile());
-      if (res.code !== 0) throw failed(node, 'reading the reset file', res);
-      return parseResetFile(res.stdout, node);
-    },
-
-    async writeRaftRecovery(node: string, bindAddress: string): Promise<void> {
-      const command = build(() => cmd.writeRaftRecovery(bindAddress));
-      const res = await run(node, 'write raft peers.json', command);
-      if (res.stdout.includes('regen:no-node-id')) {
-        throw new NeedsOperatorError(`${node} has no /var/lib/service-discover/data/node-id, so the raft recovery file cannot name it`, {
-          node,
-          hint: 'start service-discover once on that node (it writes its node id), or recover the raft by hand, then regen resume',
-        });
-      }
-      if (res.code !== 0) throw failed(node, 'writing data/raft/peers.json as service-discover', res);
-    },
-
-    async probeRaftRecovery(node: string): Promise<string[] | null> {
-      const res = await run(node, 'probe raft peers.json', cmd.probeRaftRecovery());
-      if (res.code !== 0) throw failed(node, 'reading data/raft/peers.json', res);
-      return parseRaftRecovery(res.stdout, node);
-    },
-
-    async moveRaftAside(node: string, runId: string): Promise<void> {
-      const res = await run(node, 'move data/raft aside', build(() => cmd.moveRaftAside(runId)));
-      if (res.stdout.includes('regen:running')) {
-        throw new NeedsOperatorError(`service-discover runs again on ${node}: its raft data cannot be moved aside`, {
-          node,
-          hint: 'stop it (systemctl stop service-discover), then regen resume',
-        });
-      }
-      if (res.code !== 0 || !res.stdout.includes('regen:aside')) throw failed(node, 'moving data/raft into the backup directory', res);
-    },
-
-    async probeRaftAside(node: string, runId: string): Promise<'present' | 'aside' | 'none'> {
-      const res = await run(node, 'probe data/raft', build(() => cmd.probeRaftAside(runId)));
-      if (res.code !== 0) throw failed(node, 'looking for data/raft', res);
-      if (res.stdout.includes('regen:present')) return 'present';
-      return res.stdout.includes('regen:aside') ? 'aside' : 'none';
-    },
-
-    async stopService(node: string): Promise<void> {
-      const res = await run(node, 'systemctl stop', cmd.stopService());
-      if (res.code !== 0) throw failed(node, 'systemctl stop service-discover', res);
-    },
-
-    async startService(node: string): Promise<void> {
-      const res = await run(node, 'systemctl start', cmd.startService());
-      if (res.code !== 0) throw failed(node, 'systemctl start service-discover', res);
-    },
-
-    async serviceActive(node: string): Promise<boolean> {
-      // is-active exits non-zero for every state but active; the word it prints is the answer.
-      const res = await run(node, 'systemctl is-active', cmd.serviceActive());
-      return parseServiceState(res.stdout, node);
-    },
-
-    async wipe(node: string, profile: Profile): Promise<void> {
-      const res = await run(node, `wipe (${profile})`, cmd.wipe(profile));
-      if (res.code === 4 && res.stderr.includes('regen:service-active')) {
-        throw new CommandFailedError(node, `refusing to wipe ${node}: service-discover is still running`, res.code, 'stop service-discover first');
-      }
-      if (res.code !== 0) throw failed(node, 'wipe', res);
-    },
-
-    async probeWipe(node: string, profile: Profile): Promise<boolean> {
-      const res = await run(node, 'probe wipe', cmd.probeWipe(profile));
-      if (res.code !== 0) throw failed(node, 'probe wipe', res);
-      return parseProbeWipe(res.stdout, node).length === 0;
-    },
-
-    async setupLeader(node: string, bindAddress: string, secret: Secret): Promise<void> {
-      await setupOnTerminal(node, true, bindAddress, secret);
-    },
-
-    async setupFollower(node: string, bindAddress: string, secret: Secret, _kind: MeshKind): Promise<void> {
-      // Server and agent packages ask the same questions for a join.
-      await setupOnTerminal(node, false, bindAddress, secret);
-    },
-
-    async probeSetup(node: string): Promise<SetupProbe> {
-      const res = await run(node, 'probe setup', cmd.probeSetup());
-      if (res.code !== 0) throw failed(node, 'probe setup', res);
-      return parseSetupProbe(res.stdout, node);
-    },
-
-    async writeCredentials(node: string, bytes: Buffer, sha256: string): Promise<void> {
-      if (sha256Hex(bytes) !== sha256) {
-        throw new CommandFailedError(node, `the credentials to write to ${node} do not match their sha256 ${sha256}`, null, 'read them from the leader again');
-      }
-      const command = build(() => cmd.writeCredentials(sha256));
-      const res = await run(node, 'write credentials', command, { stdin: bytes });
-      if (res.code === 5) {
-        throw new CommandFailedError(node, `the credentials written on ${node} arrived with another sha256; the old file is untouched`, res.code, 'retry the step');
-      }
-      if (res.code !== 0) throw failed(node, 'writing cluster-credentials.tar.gpg', res);
-      if (!res.stdout.includes('regen:written')) throw new NeedsOperatorError(`writing credentials on ${node}: unexpected output: ${tail(res.stdout)}`, { node });
-    },
-
-    async credentialsSha256(node: string): Promise<string | null> {
-      const res = await run(node, 'sha256 credentials', cmd.credentialsSha256());
-      if (res.code !== 0) throw failed(node, 'sha256sum cluster-credentials.tar.gpg', res);
-      return parseCredentialsSha256(res.stdout, node);
-    },
-
-    async deleteToken(node: string, secret: Secret, accessorId: string): Promise<void> {
-      const command = build(() => cmd.deleteToken(accessorId));
-      const res = await run(node, 'consul acl token delete', command, { stdin: secretLine(secret) });
-      const problem = tokenFailure(node, 'consul acl token delete', res);
-      if (problem !== null) throw problem;
-      if (res.code !== 0) throw failed(node, `consul acl token delete -id ${accessorId}`, res, undefined, secret);
-    },
-
-    // regen's lock and run mirrors on the node (cluster-state.ts)
+  const kit: PortKit = { run, log };
+  const terminal = {
+    remote,
+    clock,
+    stepTimeoutMs: timeoutMs,
+    finishTimeoutMs: opts.setupTimeoutMs ?? DEFAULT_SETUP_TIMEOUT_MS,
+    ...(opts.signal === undefined ? {} : { signal: opts.signal }),
+    ...(opts.setupPath === undefined ? {} : { setupPath: opts.setupPath }),
+  };
+  return {
+    ...inspectionMethods(kit),
+    ...credentialsMethods(kit),
+    ...tokenMethods(kit),
+    ...verificationMethods(kit),
+    ...resetMethods(kit),
+    ...backupMethods(kit),
+    ...raftMethods(kit),
+    ...serviceMethods(kit),
+    ...wipeMethods(kit),
+    ...setupMethods(kit, terminal),
     ...clusterStateMethods(run),
     ...raftSentinelMethods(run),
     ...rpcHoldMethods(run),
@@ -466,5 +100,4 @@ export function createCarbonioPort(remotes: (node: string) => Remote, opts: Carb
 
     withSignal: (signal) => createCarbonioPort(remote, { ...opts, signal }),
   };
-  return port;
 }

@@ -2,102 +2,63 @@
  * The command functions, driven without a process: start with the fake cluster provided as the node port, then
  * status, runs and log on a real SQLite file; for a finished run and for one whose process died mid-way.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { main } from '../../cli/main.js';
-import { start, type StartOptions } from '../../cli/commands/start.js';
+import { start } from '../../cli/commands/start.js';
 import { status, runs } from '../../cli/commands/status.js';
 import { resume } from '../../cli/commands/resume.js';
 import { EXIT } from '../../cli/exit-codes.js';
 import { validateEvent } from '../../adapters/terminal/index.js';
-import { createFakeCluster, healthy, type FakeCluster } from '../sim/fake-cluster.js';
+import { healthy } from '../sim/fake-cluster.js';
 import { Process, FAST } from '../support/machine-harness.js';
 import type { NodePort } from '../../machines/port.js';
 import { fakeIo } from '../support/fake-io.js';
+import { useClusterDir } from '../support/cluster-dir.js';
 
-
-let dir: string;
-let cluster: FakeCluster;
 const SECRET = 'cli-test-mesh-secret-9876';
-
-beforeEach(() => {
-  dir = mkdtempSync(join(tmpdir(), 'regen-cli-'));
-  cluster = createFakeCluster({ servers: 1, agents: 2 });
-  const yaml = ['cluster: testmesh', 'nodes:', ...cluster.nodes.map((n) => `  - name: ${n}`)].join('\n');
-  writeFileSync(join(dir, 'inventory.yaml'), `${yaml}\n`);
-});
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
-
-function startOptions(extra: Partial<StartOptions> = {}): StartOptions {
-  return {
-    db: join(dir, 'regen.db'),
-    json: false,
-    inventory: join(dir, 'inventory.yaml'),
-    inventoryFormat: 'auto',
-    cluster: undefined,
-    leader: undefined,
-    yes: true,
-    parallel: 2,
-    dryRun: false,
-    revokeOldTokens: false,
-    maxUnitRounds: 3,
-    passwordFile: undefined,
-    generatePassword: false,
-    sshConfig: undefined,
-    knownHosts: undefined,
-    acceptNewHostKeys: false,
-    connectTimeoutS: 5,
-    commandTimeoutS: 60,
-    makePort: async () => cluster.port,
-    runDeps: FAST,
-    runId: 'run-cli',
-    ...extra,
-  };
-}
+const fx = useClusterDir({ prefix: 'regen-cli-', cluster: { servers: 1, agents: 2 }, start: { runId: 'run-cli' } });
 
 describe('regen start / status / runs through the command functions', () => {
   it('a finished run: status shows done, the leader and the node × step view', async () => {
     const io = fakeIo({ REGEN_MESH_PASSWORD: SECRET });
-    expect(await start(startOptions(), io)).toBe(EXIT.ok);
-    expect(healthy(cluster, SECRET).ok).toBe(true);
+    expect(await start(fx.startOptions(), io)).toBe(EXIT.ok);
+    expect(healthy(fx.cluster, SECRET).ok).toBe(true);
     expect(io.stderrText()).toMatch(/run run-cli done/);
     expect(io.stderrText()).not.toContain(SECRET);
 
     const s = fakeIo();
-    expect(await status({ db: join(dir, 'regen.db'), json: false, run: 'run-cli', watch: false }, s)).toBe(EXIT.ok);
+    expect(await status({ db: fx.path('regen.db'), json: false, run: 'run-cli', watch: false }, s)).toBe(EXIT.ok);
     const text = s.stdoutText();
     expect(text).toContain('run-cli');
     expect(text).toMatch(/done/);
-    for (const n of cluster.nodes) expect(text).toContain(n);
-    expect(text).toContain(cluster.leader() as string);
-    const rows = text.split('\n').filter((l) => cluster.nodes.some((n) => l.startsWith(n)));
-    expect(rows).toHaveLength(cluster.nodes.length);
+    for (const n of fx.cluster.nodes) expect(text).toContain(n);
+    expect(text).toContain(fx.cluster.leader() as string);
+    const rows = text.split('\n').filter((l) => fx.cluster.nodes.some((n) => l.startsWith(n)));
+    expect(rows).toHaveLength(fx.cluster.nodes.length);
     for (const row of rows) expect(row).not.toMatch(/[✗?…·]/);
 
     const j = fakeIo();
-    await status({ db: join(dir, 'regen.db'), json: true, run: 'run-cli', watch: false }, j);
+    await status({ db: fx.path('regen.db'), json: true, run: 'run-cli', watch: false }, j);
     const view = JSON.parse(j.stdoutText()) as { status: string; nodes: Array<{ name: string; cells: Record<string, string> }> };
     expect(view.status).toBe('done');
-    const leaderRow = view.nodes.find((n) => n.name === cluster.leader());
+    const leaderRow = view.nodes.find((n) => n.name === fx.cluster.leader());
     expect(leaderRow?.cells).toMatchObject({ backup: 'done', 'reset-index': 'done', stop: 'done', wipe: 'done', setup: 'done', verify: 'done', final: 'done' });
-    const agentRow = view.nodes.find((n) => n.name === cluster.agents[0]);
+    const agentRow = view.nodes.find((n) => n.name === fx.cluster.agents[0]);
     expect(agentRow?.cells).toMatchObject({ 'copy-credentials': 'done', setup: 'done' });
 
     const r = fakeIo();
-    await runs({ db: join(dir, 'regen.db'), json: false }, r);
+    await runs({ db: fx.path('regen.db'), json: false }, r);
     expect(r.stdoutText()).toContain('run-cli');
   });
 
   it('an interrupted run (its process died during the followers): status says what happened and what to do', async () => {
     const { openStore } = await import('../../store/store.js');
-    const store = openStore(join(dir, 'regen.db'));
-    const proc = new Process(store, cluster.port);
+    const store = openStore(fx.path('regen.db'));
+    const proc = new Process(store, fx.cluster.port);
     const io = fakeIo({ REGEN_MESH_PASSWORD: SECRET });
     const crashing = start(
-      startOptions({
+      fx.startOptions({
         makePort: async () => proc.portView() as NodePort,
         store: proc.storeView(),
         runDeps: {
@@ -114,12 +75,12 @@ describe('regen start / status / runs through the command functions', () => {
     await expect(crashing).rejects.toThrow();
     store.close();
     // The dead process's lock names a pid that no longer exists.
-    const db = new Database(join(dir, 'regen.db'));
+    const db = new Database(fx.path('regen.db'));
     db.prepare('UPDATE locks SET pid = 999999999').run();
     db.close();
 
     const s = fakeIo();
-    await status({ db: join(dir, 'regen.db'), json: false, run: undefined, watch: false }, s);
+    await status({ db: fx.path('regen.db'), json: false, run: undefined, watch: false }, s);
     const text = s.stdoutText();
     expect(text).toContain('run-cli');
     expect(text).toMatch(/running/);
@@ -127,7 +88,7 @@ describe('regen start / status / runs through the command functions', () => {
     expect(text).not.toContain('regen unlock');
     expect(text).toContain('regen resume run-cli');
     const j = fakeIo();
-    await status({ db: join(dir, 'regen.db'), json: true, run: 'run-cli', watch: false }, j);
+    await status({ db: fx.path('regen.db'), json: true, run: 'run-cli', watch: false }, j);
     const view = JSON.parse(j.stdoutText()) as { nodes: Array<{ name: string; cells: Record<string, string> }> };
     const cells = view.nodes.flatMap((n) => Object.values(n.cells));
     expect(cells).toContain('unknown');
@@ -135,12 +96,9 @@ describe('regen start / status / runs through the command functions', () => {
 
     // The operator follows the advice.
     const r = fakeIo({ REGEN_MESH_PASSWORD: SECRET });
-    const code = await resume(
-      { db: join(dir, 'regen.db'), json: true, run: undefined, passwordFile: undefined, maxRecoveries: 5, yes: false, sshConfig: undefined, knownHosts: undefined, acceptNewHostKeys: false, connectTimeoutS: 5, commandTimeoutS: 60, makePort: async () => cluster.port, runDeps: FAST },
-      r,
-    );
+    const code = await resume(fx.resumeOptions({ json: true, yes: false }), r);
     expect(code).toBe(EXIT.ok);
-    expect(healthy(cluster, SECRET).ok).toBe(true);
+    expect(healthy(fx.cluster, SECRET).ok).toBe(true);
     // --json: every line is a valid event and none carries the secret.
     const lines = r.stdoutText().trim().split('\n');
     expect(lines.length).toBeGreaterThan(5);
@@ -153,28 +111,28 @@ describe('regen start / status / runs through the command functions', () => {
 
   it('a second start against the same cluster while one holds the lock is refused with its exit code', async () => {
     const { openStore } = await import('../../store/store.js');
-    const store = openStore(join(dir, 'regen.db'));
+    const store = openStore(fx.path('regen.db'));
     store.acquireLock({ cluster: 'testmesh', runId: 'other-run', pid: process.pid, host: (await import('node:os')).hostname() });
     store.close();
     const io = fakeIo({ REGEN_MESH_PASSWORD: SECRET });
-    await expect(start(startOptions(), io)).rejects.toMatchObject({ kind: 'lock-held' });
-    expect(cluster.effects.log).toEqual([]);
-    expect(await main(['start', '-i', join(dir, 'inventory.yaml'), '--db', join(dir, 'regen.db'), '--yes'], fakeIo({ REGEN_MESH_PASSWORD: SECRET }))).toBe(EXIT.lockHeld);
+    await expect(start(fx.startOptions(), io)).rejects.toMatchObject({ kind: 'lock-held' });
+    expect(fx.cluster.effects.log).toEqual([]);
+    expect(await main(['start', '-i', fx.path('inventory.yaml'), '--db', fx.path('regen.db'), '--yes'], fakeIo({ REGEN_MESH_PASSWORD: SECRET }))).toBe(EXIT.lockHeld);
   });
 
   it('plan (dry run) records nothing and changes nothing', async () => {
     const io = fakeIo();
-    expect(await start(startOptions({ dryRun: true, yes: false, verbose: true }), io)).toBe(EXIT.ok);
+    expect(await start(fx.startOptions({ dryRun: true, yes: false, verbose: true }), io)).toBe(EXIT.ok);
     expect(io.stdoutText()).toContain('Plan for cluster testmesh');
     expect(io.stdoutText()).toContain('service-discover setup-wizard --first-instance');
     expect(io.stdoutText()).not.toContain('--password=');
-    expect(cluster.effects.log).toEqual([]);
+    expect(fx.cluster.effects.log).toEqual([]);
   });
 
   it('without a terminal and without --yes, start refuses before touching anything', async () => {
     const io = fakeIo({ REGEN_MESH_PASSWORD: SECRET });
-    await expect(start(startOptions({ yes: false }), io)).rejects.toMatchObject({ kind: 'usage' });
-    expect(cluster.calls).toEqual([]);
+    await expect(start(fx.startOptions({ yes: false }), io)).rejects.toMatchObject({ kind: 'usage' });
+    expect(fx.cluster.calls).toEqual([]);
   });
 });
 
@@ -184,7 +142,7 @@ describe('argv', () => {
     expect(await main(['nonsense'], io)).toBe(EXIT.usage);
     expect(io.stderrText()).toMatch(/regen/);
     const bad = fakeIo();
-    expect(await main(['start', '--db', join(dir, 'x.db'), '-i', join(dir, 'missing.yaml'), '--yes'], bad)).toBe(EXIT.usage);
+    expect(await main(['start', '--db', fx.path('x.db'), '-i', fx.path('missing.yaml'), '--yes'], bad)).toBe(EXIT.usage);
     expect(bad.stderrText()).toMatch(/missing.yaml does not exist/);
   });
 });
