@@ -6,14 +6,14 @@
  * leader's; yet the resumed run's probe does not take it for set up (RPC through its own agent, CA, keyring): the
  * node is set up again for real and proven back.
  */
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { labSkip, withLab } from './harness.js';
 import { labFault, sshExec } from './lab.js';
 import { checkProof } from './support/mesh-proof.js';
-import { REGEN, checkMesh, labArgs, newSecretFile, regenSync } from './support/regen-cli.js';
+import { checkMesh, labArgs, newSecretFile, regenSync } from './support/regen-cli.js';
+import { runRegen } from '../../bench/lib/regen-process.js';
 
 const skip = labSkip();
 
@@ -27,25 +27,8 @@ describe.skipIf(skip !== null)('a node that was never set up again (1 server + 1
     await labFault(lab.dir, { kind: 'latency', node: agent.name, key: 'service-discover setup-wizard password', ms: 4000 });
     const { file, secret } = newSecretFile(lab);
     const args = ['start', '-i', lab.inventory, '--password-file', file, '--yes', '--json', ...labArgs(lab)];
-    const killed = await new Promise<boolean>((resolve) => {
-      const child = spawn(process.execPath, [REGEN, ...args], { env: { ...process.env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'ignore'] });
-      let pending = '';
-      let armed = false;
-      const guard = setTimeout(() => child.kill('SIGKILL'), 150_000);
-      child.stdout.on('data', (d: Buffer) => {
-        pending += d.toString();
-        const lines = pending.split('\n');
-        pending = lines.pop() ?? '';
-        for (const l of lines) {
-          if (armed || !l.includes('"step.started"') || !l.includes('"follower.setup"')) continue;
-          armed = true;
-          setTimeout(() => child.kill('SIGKILL'), 1500);
-        }
-      });
-      child.on('close', (_code, signal) => {
-        clearTimeout(guard);
-        resolve(signal === 'SIGKILL');
-      });
+    const { killed } = await runRegen(args, {
+      killAt: (e) => (e.type === 'step.started' && e.step === 'follower.setup' ? 1500 : false),
     });
     expect(killed).toBe(true);
     await labFault(lab.dir, { kind: 'latency', node: agent.name, key: 'service-discover setup-wizard password', ms: 0 });
